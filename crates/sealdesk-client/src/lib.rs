@@ -1,0 +1,30 @@
+//! The device side of sealdesk's signaling: the data directory, the identity key
+//! file, and an async signaling client with reconnection.
+//!
+//! A `[shell]` crate: it owns files, sockets, the clock and the OS RNG, and drives the
+//! sans-IO [`sealdesk_proto::client_conn::ClientConn`]. Hosts and viewers use it.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sealdesk_client::{store, ClientConfig, SignalClient, SignalEvent};
+//!
+//! let dir = store::resolve_data_dir(None)?;
+//! let (identity, _created) = store::load_or_create_identity(&dir)?;
+//! let mut client =
+//!     SignalClient::connect(ClientConfig::new("ws://127.0.0.1:8443/ws"), Arc::new(identity)).await?;
+//! println!("registered as {}", client.routing_number().grouped());
+//! while let Some(event) = client.next_event().await {
+//!     if let SignalEvent::Envelope { from, body, .. } = event {
+//!         println!("{} bytes from {from}", body.len());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod backoff;
+pub mod signal;
+pub mod store;
+
+pub use backoff::Backoff;
+pub use signal::{ClientConfig, SignalClient, SignalError, SignalEvent};

@@ -1,0 +1,633 @@
+//! The async signaling client that hosts and viewers use.
+//!
+//! [`SignalClient::connect`] opens a WebSocket (`ws://` or `wss://`), registers the
+//! device by signing the server's challenge, and returns once the registration is
+//! acknowledged. A background task then keeps the connection: it pings every 30 s,
+//! delivers envelopes and presence as [`SignalEvent`]s, and after a drop reconnects
+//! with jittered exponential backoff, re-registering and re-sending the watch set.
+//! Close reasons that retrying cannot fix (bad signature, unsupported version,
+//! replaced by another connection of the same device) end the client instead.
+//!
+//! The server is untrusted: everything it sends is decoded into `Result`s by
+//! [`sealdesk_proto::client_conn::ClientConn`], and messages are size-limited.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
+use sealdesk_auth::IdentityKey;
+use sealdesk_proto::client_conn::{ClientConn, ClientError, ClientEvent, ClientOutput};
+use sealdesk_proto::limits::MAX_MESSAGE_BYTES;
+use sealdesk_proto::{Body, ClientMessage, CloseReason, ErrorCode, RoutingNumber, SessionId};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::backoff::Backoff;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How to reach the signaling server.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `ws://host:port/ws` or `wss://host:port/ws`.
+    pub url: String,
+    /// A PEM file of extra CA certificates to trust for `wss://` (e.g. a self-signed
+    /// server); the system's roots are always trusted too.
+    pub extra_ca_pem: Option<PathBuf>,
+    /// Local address to connect from (tests and benchmarks on loopback).
+    pub local_ip: Option<IpAddr>,
+    /// How often to ping the server.
+    pub ping_interval: Duration,
+    /// Time allowed for connecting and registering.
+    pub connect_timeout: Duration,
+    /// Reconnect after a drop.
+    pub reconnect: bool,
+    /// Delays between reconnection attempts.
+    pub backoff: Backoff,
+}
+
+impl ClientConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            extra_ca_pem: None,
+            local_ip: None,
+            ping_interval: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            reconnect: true,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Something that happened on the signaling connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignalEvent {
+    /// (Re-)registered with this routing number.
+    Registered(RoutingNumber),
+    /// An envelope arrived.
+    Envelope {
+        /// The authenticated sender.
+        from: RoutingNumber,
+        /// The session.
+        session: SessionId,
+        /// The opaque body.
+        body: Body,
+    },
+    /// Presence of watched numbers.
+    Presence {
+        /// Now online.
+        online: Vec<RoutingNumber>,
+        /// Now offline.
+        offline: Vec<RoutingNumber>,
+    },
+    /// A send failed.
+    Error {
+        /// The id returned by [`SignalClient::send`].
+        id: Option<u64>,
+        /// Why.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The connection dropped; `retry_in` says when the next attempt is (`None`: the
+    /// client has stopped for good).
+    Disconnected {
+        /// What happened.
+        reason: String,
+        /// When the client tries again.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// The signaling connection failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// The URL is not a `ws://` or `wss://` URL with a host.
+    #[error("invalid signaling URL {0:?}: expected ws://host:port/ws or wss://host:port/ws")]
+    Url(String),
+    /// TCP, TLS or WebSocket connection failed.
+    #[error("cannot connect to {url}: {message}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The extra CA file could not be used.
+    #[error("cannot load CA certificates from {path}: {message}")]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Connecting and registering took too long.
+    #[error("no registration within {0:?}")]
+    Timeout(Duration),
+    /// The server closed the connection.
+    #[error("server closed the connection: {code} {reason}")]
+    Closed {
+        /// The WebSocket close code.
+        code: u16,
+        /// The server's reason.
+        reason: String,
+    },
+    /// The connection dropped without a close frame.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The server broke the protocol.
+    #[error(transparent)]
+    Protocol(#[from] ClientError),
+    /// Not connected right now (reconnecting) or stopped.
+    #[error("not connected to the signaling server")]
+    NotConnected,
+}
+
+impl SignalError {
+    /// Whether reconnecting could help.
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Closed { code, .. } => {
+                CloseReason::from_code(*code).is_none_or(CloseReason::should_reconnect)
+            }
+            Self::Url(_) | Self::Ca { .. } | Self::Protocol(ClientError::NoCommonVersion(_)) => {
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Send {
+        id: u64,
+        to: RoutingNumber,
+        session: SessionId,
+        body: Body,
+    },
+    Watch(Vec<RoutingNumber>),
+}
+
+/// A registered signaling connection that reconnects by itself. Dropping it
+/// disconnects.
+#[derive(Debug)]
+pub struct SignalClient {
+    cmds: mpsc::Sender<Command>,
+    events: mpsc::Receiver<SignalEvent>,
+    state: watch::Receiver<Option<RoutingNumber>>,
+    number: RoutingNumber,
+    next_id: std::sync::atomic::AtomicU64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SignalClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SignalClient {
+    /// Connects, registers `identity`, and returns once the server has durably
+    /// acknowledged the registration. Fails if the first attempt fails.
+    pub async fn connect(
+        config: ClientConfig,
+        identity: Arc<IdentityKey>,
+    ) -> Result<Self, SignalError> {
+        let tls = tls_config(&config)?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        let (state_tx, state_rx) = watch::channel(None);
+        let (first_tx, first_rx) = oneshot::channel();
+        let task = tokio::spawn(
+            Task {
+                config,
+                tls,
+                identity,
+                cmds: cmd_rx,
+                events: ev_tx,
+                state: state_tx,
+                first: Some(first_tx),
+                watching: Vec::new(),
+            }
+            .run(),
+        );
+        let number = match first_rx.await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(SignalError::NotConnected),
+        };
+        Ok(Self {
+            cmds: cmd_tx,
+            events: ev_rx,
+            state: state_rx,
+            number,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            task,
+        })
+    }
+
+    /// This device's routing number.
+    pub fn routing_number(&self) -> RoutingNumber {
+        self.number
+    }
+
+    /// Whether the connection is up and registered right now.
+    pub fn is_connected(&self) -> bool {
+        self.state.borrow().is_some()
+    }
+
+    /// The next event; `None` once the client has stopped for good.
+    pub async fn next_event(&mut self) -> Option<SignalEvent> {
+        self.events.recv().await
+    }
+
+    /// Sends an envelope; returns its id (echoed in a [`SignalEvent::Error`] if it
+    /// cannot be delivered). Fails at once while disconnected.
+    pub async fn send(
+        &self,
+        to: RoutingNumber,
+        session: SessionId,
+        body: Body,
+    ) -> Result<u64, SignalError> {
+        if !self.is_connected() {
+            return Err(SignalError::NotConnected);
+        }
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.cmds
+            .send(Command::Send {
+                id,
+                to,
+                session,
+                body,
+            })
+            .await
+            .map_err(|_| SignalError::NotConnected)?;
+        Ok(id)
+    }
+
+    /// Follows the presence of `numbers` (replacing any earlier set; kept across reconnects).
+    pub async fn watch(&self, numbers: Vec<RoutingNumber>) -> Result<(), SignalError> {
+        self.cmds
+            .send(Command::Watch(numbers))
+            .await
+            .map_err(|_| SignalError::NotConnected)
+    }
+}
+
+struct Task {
+    config: ClientConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    identity: Arc<IdentityKey>,
+    cmds: mpsc::Receiver<Command>,
+    events: mpsc::Sender<SignalEvent>,
+    state: watch::Sender<Option<RoutingNumber>>,
+    first: Option<oneshot::Sender<Result<RoutingNumber, SignalError>>>,
+    watching: Vec<RoutingNumber>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut backoff = self.config.backoff.clone();
+        loop {
+            let err = self.session(&mut backoff).await;
+            let _ = self.state.send(None);
+            if let Some(first) = self.first.take() {
+                let _ = first.send(Err(err));
+                return;
+            }
+            let retry = self.config.reconnect && err.retryable();
+            let retry_in = retry.then(|| backoff.next_delay(&mut rand::rngs::OsRng));
+            tracing::info!(error = %err, ?retry_in, "signaling connection lost");
+            let ev = SignalEvent::Disconnected {
+                reason: err.to_string(),
+                retry_in,
+            };
+            if self.events.send(ev).await.is_err() {
+                return;
+            }
+            let Some(delay) = retry_in else { return };
+            tokio::time::sleep(delay).await;
+            // Commands queued while disconnected are stale; drop them.
+            while self.cmds.try_recv().is_ok() {}
+        }
+    }
+
+    /// One connection, from TCP connect to its end. Returns why it ended.
+    async fn session(&mut self, backoff: &mut Backoff) -> SignalError {
+        let timeout = self.config.connect_timeout;
+        let (mut ws, mut proto) =
+            match tokio::time::timeout(timeout, self.open_and_register()).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return e,
+                Err(_) => return SignalError::Timeout(timeout),
+            };
+        backoff.reset();
+        if !self.watching.is_empty() {
+            let msg = ClientMessage::Watch {
+                numbers: self.watching.clone(),
+            };
+            if let Err(e) = ws.send(Message::text(msg.encode())).await {
+                return SignalError::Lost(e.to_string());
+            }
+        }
+        let mut ping = tokio::time::interval(self.config.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                frame = ws.next() => {
+                    if let Err(e) = self.handle_frame(&mut ws, &mut proto, frame).await {
+                        return e;
+                    }
+                }
+                cmd = self.cmds.recv() => {
+                    let msg = match cmd {
+                        None => return SignalError::NotConnected,
+                        Some(Command::Send { id, to, session, body }) => ClientMessage::Send { id, to, session, body },
+                        Some(Command::Watch(numbers)) => {
+                            self.watching = numbers.clone();
+                            ClientMessage::Watch { numbers }
+                        }
+                    };
+                    if let Err(e) = ws.send(Message::text(msg.encode())).await {
+                        return SignalError::Lost(e.to_string());
+                    }
+                }
+                _ = ping.tick() => {
+                    if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                        return SignalError::Lost(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn open_and_register(&mut self) -> Result<(Ws, ClientConn), SignalError> {
+        let ws = open(&self.config, self.tls.clone()).await?;
+        let (ws, proto) = register(ws, &self.identity).await?;
+        if let Some(n) = proto.routing_number() {
+            let _ = self.state.send(Some(n));
+            if let Some(first) = self.first.take() {
+                let _ = first.send(Ok(n));
+            }
+            if self.events.send(SignalEvent::Registered(n)).await.is_err() {
+                return Err(SignalError::NotConnected);
+            }
+        }
+        Ok((ws, proto))
+    }
+
+    /// Feeds one frame to the state machine and carries out what it asks.
+    async fn handle_frame(
+        &mut self,
+        ws: &mut Ws,
+        proto: &mut ClientConn,
+        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), SignalError> {
+        match frame {
+            None => return Err(SignalError::Lost("connection closed".into())),
+            Some(Err(e)) => return Err(SignalError::Lost(e.to_string())),
+            Some(Ok(Message::Text(t))) => {
+                let identity = self.identity.clone();
+                proto.handle_text(t.as_str(), |b| identity.sign(b))?;
+            }
+            Some(Ok(Message::Close(frame))) => return Err(closed(frame)),
+            Some(Ok(Message::Binary(_))) => {
+                return Err(SignalError::Protocol(ClientError::Protocol(
+                    "binary frame from server",
+                )))
+            }
+            Some(Ok(_)) => {}
+        }
+        while let Some(out) = proto.poll_output() {
+            match out {
+                ClientOutput::Send(msg) => ws
+                    .send(Message::text(msg.encode()))
+                    .await
+                    .map_err(|e| SignalError::Lost(e.to_string()))?,
+                ClientOutput::Event(ev) => {
+                    let ev = match ev {
+                        ClientEvent::Registered(n) => SignalEvent::Registered(n),
+                        ClientEvent::Envelope {
+                            from,
+                            session,
+                            body,
+                        } => SignalEvent::Envelope {
+                            from,
+                            session,
+                            body,
+                        },
+                        ClientEvent::Presence { online, offline } => {
+                            SignalEvent::Presence { online, offline }
+                        }
+                        ClientEvent::Error { id, code, message } => {
+                            SignalEvent::Error { id, code, message }
+                        }
+                        _ => continue,
+                    };
+                    // Blocks when the application stops reading: backpressure reaches
+                    // the server, which disconnects us rather than buffer without bound.
+                    self.events
+                        .send(ev)
+                        .await
+                        .map_err(|_| SignalError::NotConnected)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The WebSocket limits a client enforces on an untrusted server.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(2 * MAX_MESSAGE_BYTES)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+fn tls_config(config: &ClientConfig) -> Result<Option<Arc<rustls::ClientConfig>>, SignalError> {
+    if !config.url.starts_with("wss://") {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = &config.extra_ca_pem {
+        let ca_err = |message: String| SignalError::Ca {
+            path: path.clone(),
+            message,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| ca_err(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ca_err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ca_err("no certificates in file".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SignalError::Connect {
+            url: config.url.clone(),
+            message: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(tls)))
+}
+
+/// Opens the TCP (and TLS) connection and performs the WebSocket handshake.
+async fn open(
+    config: &ClientConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Ws, SignalError> {
+    let url = &config.url;
+    let request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|_| SignalError::Url(url.clone()))?;
+    let uri = request.uri();
+    let secure = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => return Err(SignalError::Url(url.clone())),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| SignalError::Url(url.clone()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let connect_err = |message: String| SignalError::Connect {
+        url: url.clone(),
+        message,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| connect_err(e.to_string()))?
+        .collect();
+    let mut last = String::from("no addresses");
+    let mut stream = None;
+    for addr in addrs {
+        match connect_tcp(addr, config.local_ip).await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    let stream = stream.ok_or_else(|| connect_err(last))?;
+    let connector = match tls {
+        Some(tls) => Connector::Rustls(tls),
+        None => Connector::Plain,
+    };
+    let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
+        request,
+        stream,
+        Some(ws_config()),
+        Some(connector),
+    )
+    .await
+    .map_err(|e| connect_err(e.to_string()))?;
+    Ok(ws)
+}
+
+async fn connect_tcp(addr: SocketAddr, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = local_ip {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A raw, registered WebSocket, for tools that drive the protocol themselves
+/// (benchmarks holding many idle devices, tests that send malformed input).
+pub type RawSocket = Ws;
+
+/// Connects and registers once, without a background task or reconnection.
+pub async fn connect_raw(
+    config: &ClientConfig,
+    identity: &IdentityKey,
+) -> Result<(RawSocket, RoutingNumber), SignalError> {
+    let tls = tls_config(config)?;
+    let (ws, proto) = tokio::time::timeout(config.connect_timeout, async {
+        register(open(config, tls).await?, identity).await
+    })
+    .await
+    .map_err(|_| SignalError::Timeout(config.connect_timeout))??;
+    let n = proto.routing_number().ok_or(SignalError::NotConnected)?;
+    Ok((ws, n))
+}
+
+/// Runs the registration exchange on a fresh socket. On success the state machine
+/// is registered and has queued the `Registered` event.
+async fn register(mut ws: Ws, identity: &IdentityKey) -> Result<(Ws, ClientConn), SignalError> {
+    let mut proto = ClientConn::new(identity.public());
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => proto.handle_text(t.as_str(), |b| identity.sign(b))?,
+            Some(Ok(Message::Close(f))) => return Err(closed(f)),
+            Some(Ok(Message::Binary(_))) => {
+                return Err(ClientError::Protocol("binary frame from server").into())
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(SignalError::Lost(e.to_string())),
+            None => return Err(SignalError::Lost("connection closed".into())),
+        }
+        while let Some(out) = proto.poll_output() {
+            match out {
+                ClientOutput::Send(msg) => ws
+                    .send(Message::text(msg.encode()))
+                    .await
+                    .map_err(|e| SignalError::Lost(e.to_string()))?,
+                ClientOutput::Event(ClientEvent::Registered(_)) => return Ok((ws, proto)),
+                ClientOutput::Event(_) => {}
+            }
+        }
+    }
+}
+
+fn closed(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> SignalError {
+    match frame {
+        Some(f) => SignalError::Closed {
+            code: f.code.into(),
+            reason: f.reason.as_str().to_owned(),
+        },
+        None => SignalError::Closed {
+            code: 1005,
+            reason: String::new(),
+        },
+    }
+}

@@ -1,0 +1,214 @@
+//! Server configuration: defaults, a TOML file, then environment and flags on top
+//! (the last two are applied by the CLI).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sealdesk_proto::limits::MAX_MESSAGE_BYTES;
+use sealdesk_proto::server_conn::ConnLimits;
+use serde::Deserialize;
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong, from the TOML parser (names the key and line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// Everything `sealdesk server` needs to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Where the registry database lives (`<data_dir>/server/registry.sqlite3`).
+    /// The CLI fills this from `--data-dir`, `SEALDESK_DATA_DIR` or the XDG data directory.
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain; with `tls_key`, the server speaks `wss://`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve `/metrics` (Prometheus text format).
+    pub metrics: bool,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: None,
+            tls_cert: None,
+            tls_key: None,
+            metrics: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Resource limits. Every one is explicit: the WebSocket library's defaults are
+/// unsafe for a public server (unbounded write buffer, 64 MiB messages).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WebSocket message accepted (and frame), at most 64 KiB.
+    pub max_message_bytes: usize,
+    /// Bytes that may wait to be written to one connection; past this the
+    /// connection is closed as a slow reader.
+    pub outbound_queue_bytes: usize,
+    /// Seconds a connection may stay unregistered.
+    pub registration_timeout_secs: u64,
+    /// Seconds a registered connection may stay silent.
+    pub idle_timeout_secs: u64,
+    /// Open WebSocket connections at most.
+    pub max_connections: usize,
+    /// New connections per second from one IP address, on average.
+    pub per_ip_connections_per_sec: u32,
+    /// New connections from one IP address in a burst.
+    pub per_ip_burst: u32,
+    /// Envelopes per second one connection may send, on average.
+    pub envelopes_per_sec: u32,
+    /// Envelopes one connection may send in a burst.
+    pub envelope_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            outbound_queue_bytes: 256 * 1024,
+            registration_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            max_connections: 100_000,
+            per_ip_connections_per_sec: 20,
+            per_ip_burst: 100,
+            envelopes_per_sec: 200,
+            envelope_burst: 400,
+        }
+    }
+}
+
+impl Limits {
+    /// The per-connection limits of the protocol state machine.
+    pub fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            registration_timeout: Duration::from_secs(self.registration_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            envelopes_per_sec: self.envelopes_per_sec,
+            envelope_burst: self.envelope_burst,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value is in range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let bad = |s: String| Err(ConfigError::Invalid(s));
+        if !(1024..=MAX_MESSAGE_BYTES).contains(&l.max_message_bytes) {
+            return bad(format!(
+                "limits.max_message_bytes = {} must be between 1024 and {MAX_MESSAGE_BYTES}",
+                l.max_message_bytes
+            ));
+        }
+        if l.outbound_queue_bytes < MAX_MESSAGE_BYTES {
+            return bad(format!(
+                "limits.outbound_queue_bytes = {} must be at least one message ({MAX_MESSAGE_BYTES})",
+                l.outbound_queue_bytes
+            ));
+        }
+        if l.outbound_queue_bytes > 64 * 1024 * 1024 {
+            return bad("limits.outbound_queue_bytes must be at most 64 MiB".into());
+        }
+        if l.registration_timeout_secs == 0 || l.registration_timeout_secs > 300 {
+            return bad("limits.registration_timeout_secs must be between 1 and 300".into());
+        }
+        if l.idle_timeout_secs < 35 {
+            return bad(
+                "limits.idle_timeout_secs must be at least 35 (clients ping every 30 s)".into(),
+            );
+        }
+        if l.max_connections == 0 {
+            return bad("limits.max_connections must be at least 1".into());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                bad("tls_cert and tls_key must be given together".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the server will speak TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "listen = \"0.0.0.0:9000\"\n[limits]\nmax_connections = 5\n",
+        )
+        .unwrap();
+        let c = ServerConfig::from_file(&p).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.limits.max_connections, 5);
+        assert_eq!(c.limits.per_ip_burst, Limits::default().per_ip_burst);
+        c.validate().unwrap();
+
+        std::fs::write(&p, "[limits]\nmax_conections = 5\n").unwrap();
+        let e = ServerConfig::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("max_conections"), "{e}");
+
+        std::fs::write(&p, "[limits]\nmax_message_bytes = 10000000\n").unwrap();
+        let e = ServerConfig::from_file(&p)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_message_bytes"), "{e}");
+    }
+}

@@ -1,0 +1,298 @@
+//! The sealdesk signaling server (`sealdesk server`).
+//!
+//! A `[shell]` crate: it owns the sockets, the clock, the OS RNG and the database
+//! file, and drives the sans-IO protocol state machine of [`sealdesk_proto::server_conn`]
+//! for each WebSocket connection. It introduces devices to each other and forwards
+//! their sealed envelopes; it never parses or stores an envelope body.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use sealdesk_server::{Server, ServerConfig};
+//! let mut config = ServerConfig::default();
+//! config.listen = "127.0.0.1:0".parse()?;
+//! config.data_dir = Some("/tmp/sealdesk-example".into());
+//! let server = Server::bind(config).await?;
+//! println!("listening on {}", server.url());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use sealdesk_proto::rate::TokenBucket;
+use sealdesk_proto::CloseReason;
+
+pub mod config;
+mod hub;
+mod metrics;
+pub mod registry;
+mod ws;
+
+pub use config::{ConfigError, Limits, ServerConfig};
+pub use metrics::Metrics;
+pub use registry::{Registry, RegistryError};
+
+/// The server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The registry could not be opened.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// No data directory was configured.
+    #[error("no data directory configured (set --data-dir or SEALDESK_DATA_DIR)")]
+    NoDataDir,
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("cannot load TLS certificate {cert} / key {key}: {source}")]
+    Tls {
+        /// Certificate file.
+        cert: PathBuf,
+        /// Key file.
+        key: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Per-IP new-connection rate limiter (token buckets, pruned when full).
+struct IpLimiter {
+    rate: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+impl IpLimiter {
+    const PRUNE_AT: usize = 65_536;
+
+    fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        let Ok(mut map) = self.buckets.lock() else {
+            return false;
+        };
+        if map.len() >= Self::PRUNE_AT {
+            // Full buckets carry no information; forgetting them changes nothing.
+            map.retain(|_, b| !b.is_full(now));
+        }
+        if map.len() >= Self::PRUNE_AT {
+            // Still full of active addresses: refuse new ones rather than grow.
+            return map.get_mut(&ip).is_some_and(|b| b.try_take(now));
+        }
+        map.entry(ip)
+            .or_insert_with(|| TokenBucket::new(now, self.rate, self.burst))
+            .try_take(now)
+    }
+}
+
+/// State shared by every connection.
+pub(crate) struct AppState {
+    config: ServerConfig,
+    registry: Registry,
+    hub: hub::Hub,
+    metrics: Metrics,
+    ip_limiter: IpLimiter,
+    open: AtomicUsize,
+    next_conn_id: AtomicU64,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    state: Arc<AppState>,
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle that can read a running server's metrics and stop it.
+#[derive(Clone)]
+pub struct ServerHandle {
+    state: Arc<AppState>,
+}
+
+impl ServerHandle {
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    /// Devices connected and registered now.
+    pub fn devices_online(&self) -> usize {
+        self.state.hub.online_count()
+    }
+
+    /// Asks the server to close every connection and stop.
+    pub fn shutdown(&self) {
+        let _ = self.state.shutdown.send(true);
+    }
+}
+
+impl Server {
+    /// Validates the configuration, opens the registry and binds the listen address.
+    pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone().ok_or(ServerError::NoDataDir)?;
+        let registry = Registry::open(&data_dir.join("server").join("registry.sqlite3"))?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|source| ServerError::Tls {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        source,
+                    })?,
+            ),
+            _ => None,
+        };
+        let addr = config.listen;
+        let bind_err = |source| ServerError::Bind { addr, source };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let limits = config.limits;
+        let state = Arc::new(AppState {
+            ip_limiter: IpLimiter {
+                rate: limits.per_ip_connections_per_sec,
+                burst: limits.per_ip_burst,
+                buckets: Mutex::new(HashMap::new()),
+            },
+            config,
+            registry,
+            hub: hub::Hub::default(),
+            metrics: Metrics::default(),
+            open: AtomicUsize::new(0),
+            next_conn_id: AtomicU64::new(1),
+            shutdown,
+        });
+        Ok(Self {
+            state,
+            listener,
+            local_addr,
+            tls,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The WebSocket URL devices connect to.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.local_addr)
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A handle for metrics and shutdown.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes or [`ServerHandle::shutdown`] is called;
+    /// then closes every connection with code 1001.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let state = self.state.clone();
+        let mut app = Router::new()
+            .route("/ws", get(ws::handler))
+            .route("/healthz", get(healthz));
+        if state.config.metrics {
+            app = app.route("/metrics", get(metrics_handler));
+        }
+        let app = app
+            .with_state(state.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let handle = axum_server::Handle::new();
+        let mut stop = state.shutdown.subscribe();
+        let waiter = {
+            let handle = handle.clone();
+            let state = state.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    _ = stop.changed() => {}
+                }
+                let _ = state.shutdown.send(true);
+                state.hub.kill_all(CloseReason::GoingAway);
+                handle.graceful_shutdown(Some(Duration::from_secs(2)));
+            }
+        };
+        let waiter = tokio::spawn(waiter);
+        let result = match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)?
+                    .handle(handle)
+                    .first_request_timeout(Duration::from_secs(10))
+                    .serve(app)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)?
+                    .handle(handle)
+                    .first_request_timeout(Duration::from_secs(10))
+                    .serve(app)
+                    .await
+            }
+        };
+        waiter.abort();
+        result.map_err(ServerError::Io)
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let body = state
+        .metrics
+        .render(state.hub.online_count(), state.registry.len());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+}

@@ -1,0 +1,88 @@
+//! `sealdesk`: the one executable. Each subcommand wires library crates together;
+//! the logic lives in those crates.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "a command-line program reports to its user on stdout"
+)]
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod demo;
+mod server_cmd;
+
+/// sealdesk — an end-to-end encrypted remote desktop whose claims can be checked.
+#[derive(Debug, Parser)]
+#[command(name = "sealdesk", version, about, long_about = None)]
+struct Cli {
+    /// Data directory (identity key, registry, ...). Default: $XDG_DATA_HOME/sealdesk.
+    #[arg(long, global = true, env = "SEALDESK_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Log filter, e.g. `info`, `debug`, `sealdesk_server=trace`.
+    #[arg(long, global = true, env = "SEALDESK_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the signaling server.
+    Server(server_cmd::ServerArgs),
+    /// Run everything locally at once: an embedded server and two devices that
+    /// register, see each other and exchange envelopes.
+    Demo(demo::DemoArgs),
+    /// Measure performance (prints figures; see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Show this device's identity (creating it on first use).
+    Identity,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .with_context(|| format!("invalid --log filter {:?}", cli.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server_cmd::run(args, cli.data_dir).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Identity => identity(cli.data_dir),
+        }
+    })
+}
+
+fn identity(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = sealdesk_client::store::resolve_data_dir(data_dir.as_deref())?;
+    let (key, created) = sealdesk_client::store::load_or_create_identity(&dir)?;
+    if created {
+        println!("created a new identity key in {}", dir.display());
+    }
+    println!("device fingerprint: {}", key.fingerprint());
+    Ok(())
+}
+
+/// Raises the open-file limit as far as allowed (many connections need many fds).
+pub(crate) fn raise_fd_limit() -> u64 {
+    use rlimit::Resource;
+    let want = 1 << 20;
+    if rlimit::setrlimit(Resource::NOFILE, want, want).is_ok() {
+        return want;
+    }
+    rlimit::increase_nofile_limit(want).unwrap_or(1024)
+}

@@ -1,0 +1,111 @@
+//! `sealdesk server`: configuration layering (defaults < TOML file < environment <
+//! flags) and start-up messages.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use sealdesk_server::{Server, ServerConfig};
+
+/// Flags of `sealdesk server`. Each also reads a `SEALDESK_*` environment variable.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Address to listen on [default: 127.0.0.1:8443].
+    #[arg(long, env = "SEALDESK_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+
+    /// TOML configuration file (see `deploy/server.example.toml`).
+    #[arg(long, env = "SEALDESK_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// PEM certificate chain: serve wss:// (needs --tls-key).
+    #[arg(long, env = "SEALDESK_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "SEALDESK_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// Maximum open connections.
+    #[arg(long, env = "SEALDESK_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// Do not serve /metrics.
+    #[arg(long, env = "SEALDESK_NO_METRICS")]
+    no_metrics: bool,
+}
+
+impl ServerArgs {
+    /// Defaults, then the file, then environment and flags (clap merged those two).
+    fn into_config(self, data_dir: Option<PathBuf>) -> anyhow::Result<ServerConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(l) = self.listen {
+            config.listen = l;
+        }
+        if self.tls_cert.is_some() {
+            config.tls_cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            config.tls_key = self.tls_key;
+        }
+        if let Some(n) = self.max_connections {
+            config.limits.max_connections = n;
+        }
+        if self.no_metrics {
+            config.metrics = false;
+        }
+        if data_dir.is_some() || config.data_dir.is_none() {
+            config.data_dir = Some(sealdesk_client::store::resolve_data_dir(
+                data_dir.as_deref(),
+            )?);
+        }
+        Ok(config)
+    }
+}
+
+pub(crate) async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = args.into_config(data_dir)?;
+    let fds = crate::raise_fd_limit();
+    let listen = config.listen;
+    let data = config.data_dir.clone().unwrap_or_default();
+    let server = Server::bind(config)
+        .await
+        .context("sealdesk server cannot start")?;
+    if server.is_tls() {
+        println!("sealdesk server: TLS enabled (wss://)");
+    } else if listen.ip().is_loopback() {
+        println!("sealdesk server: plain WebSocket (no TLS) on loopback");
+    } else {
+        println!(
+            "sealdesk server: WARNING plain WebSocket (no TLS) on a non-loopback address; \
+             use --tls-cert/--tls-key or put a TLS terminator in front"
+        );
+    }
+    println!(
+        "sealdesk server: data in {}, open-file limit {fds}",
+        data.display()
+    );
+    // Machine-readable: tests and the bench read this line.
+    println!("listening on {}", server.url());
+    let shutdown = async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    server.run(shutdown).await?;
+    println!("sealdesk server: stopped");
+    Ok(())
+}
