@@ -310,6 +310,10 @@ impl Task {
                 let _ = first.send(Err(err));
                 return;
             }
+            if self.events.is_closed() {
+                // The application dropped the client: stop quietly.
+                return;
+            }
             let retry = self.config.reconnect && err.retryable();
             let retry_in = retry.then(|| backoff.next_delay(&mut rand::rngs::OsRng));
             tracing::info!(error = %err, ?retry_in, "signaling connection lost");

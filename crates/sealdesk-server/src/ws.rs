@@ -63,7 +63,7 @@ pub(crate) async fn handler(
         .fetch_add(1, Ordering::Relaxed);
     upgrade
         // Every tungstenite limit set explicitly (its defaults are unbounded or 64 MiB).
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(limits.max_message_bytes * 2)
         .max_message_size(limits.max_message_bytes)

@@ -27,8 +27,9 @@ pub(crate) enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct SignalingArgs {
-    /// Idle registered devices to hold.
-    #[arg(long, default_value_t = 20_000)]
+    /// Idle registered devices to hold (each needs a file descriptor in this process
+    /// and in the server: keep below the open-file limit).
+    #[arg(long, default_value_t = 19_000)]
     idle: usize,
     /// Envelopes per second sent by the measuring device (each is echoed back).
     #[arg(long, default_value_t = 10_000)]
@@ -243,12 +244,15 @@ async fn signaling(args: SignalingArgs) -> anyhow::Result<()> {
 
     eprintln!("connecting {} idle devices ...", args.idle);
     let started = Instant::now();
-    // Spread connections over source addresses 127.0.0.2, .3, ... so ephemeral ports suffice.
+    // Spread connections over many loopback source addresses, 1000 each, fresh per run:
+    // binding a source address reserves its port outright, and TIME_WAIT sockets of
+    // earlier runs still hold theirs.
+    let octet = (std::process::id() % 200) as u8 + 20;
     let sockets: Vec<_> = futures_util::stream::iter(0..args.idle)
         .map(|i| {
             let mut cfg = cfg.clone();
-            let host = 2 + (i / 20_000) as u8;
-            cfg.local_ip = Some(std::net::IpAddr::from([127, 0, 0, host]));
+            let third = ((i / 1000) % 250) as u8;
+            cfg.local_ip = Some(std::net::IpAddr::from([127, octet, third, 1]));
             async move {
                 let key = IdentityKey::generate(&mut rand::rngs::OsRng);
                 connect_raw(&cfg, &key).await
