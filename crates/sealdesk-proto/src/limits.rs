@@ -19,3 +19,7 @@ pub const MAX_WATCH: usize = 256;
 
 /// The longest human-readable error text a server sends.
 pub const MAX_ERROR_TEXT: usize = 200;
+
+/// The longest WebSocket close reason (RFC 6455: a control frame carries at most 125
+/// bytes, two of which are the code).
+pub const MAX_CLOSE_REASON: usize = 123;

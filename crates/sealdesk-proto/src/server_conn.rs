@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::limits::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
+use crate::limits::{MAX_CLOSE_REASON, PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 use crate::rate::TokenBucket;
 use crate::signaling::{
     registration_signing_bytes, truncate, ClientMessage, CloseReason, ErrorCode, ServerMessage,
@@ -308,8 +308,10 @@ impl ServerConn {
             return;
         }
         self.state = State::Closed;
-        self.out
-            .push_back(ServerOutput::Close(reason, truncate(text)));
+        self.out.push_back(ServerOutput::Close(
+            reason,
+            truncate(text, MAX_CLOSE_REASON),
+        ));
     }
 }
 
@@ -506,6 +508,13 @@ mod tests {
             }
             assert_eq!(closed_with(&mut c).unwrap().0, reason);
         }
+        // Close reasons fit in a control frame, even for long parser errors.
+        let mut c = registered(now, ConnLimits::default());
+        c.handle_text(now, &format!("{{\"type\":\"{}é\"}}", "a".repeat(300)));
+        let (r, t) = closed_with(&mut c).unwrap();
+        assert_eq!(r, CloseReason::Malformed);
+        assert!(t.len() <= 123 && t.starts_with("malformed message"), "{t}");
+
         let mut c = registered(now, ConnLimits::default());
         c.handle_oversized(now, 65536);
         let (r, t) = closed_with(&mut c).unwrap();

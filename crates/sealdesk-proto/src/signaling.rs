@@ -258,13 +258,14 @@ fn decode<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, DecodeError> {
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::TooLarge(text.len()));
     }
-    serde_json::from_str(text).map_err(|e| DecodeError::Malformed(truncate(e.to_string())))
+    serde_json::from_str(text)
+        .map_err(|e| DecodeError::Malformed(truncate(e.to_string(), MAX_ERROR_TEXT)))
 }
 
-/// Cuts text to at most [`MAX_ERROR_TEXT`] bytes on a character boundary.
-pub fn truncate(mut s: String) -> String {
-    if s.len() > MAX_ERROR_TEXT {
-        let mut end = MAX_ERROR_TEXT;
+/// Cuts text to at most `max` bytes on a character boundary.
+pub fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
         while !s.is_char_boundary(end) {
             end -= 1;
         }

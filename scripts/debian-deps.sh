@@ -1,0 +1,15 @@
+# Sourced by scripts/test and scripts/demo: installs the Debian packages sealdesk needs
+# to build and test, when they are missing.
+# C/C++ compilers for the bundled SQLite, aws-lc (rustls' crypto) and libFuzzer
+# (fuzz targets are compile-checked).
+packages=(gcc g++ libc6-dev make pkg-config ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
