@@ -1,0 +1,146 @@
+//! The viewer's side of attended access: [`start`] → [`ExpectA2`] → [`Established`].
+
+use std::fmt;
+use std::time::Instant;
+
+use rand_core::CryptoRngCore;
+use spake2::{Identity, Password};
+use zeroize::Zeroizing;
+
+use super::{
+    conf_h_parts, conf_v_parts, host_sig_msg, schedule, th1, th_final, viewer_sig_msg, Spake,
+};
+use crate::code::{OneTimeCode, ViewerAttempts};
+use crate::crypto::{h, hmac, hmac_verify, open, seal};
+use crate::error::HandshakeError;
+use crate::identity::IdentityKey;
+use crate::messages::{decode_a2, IdentityPayload, A1, A3, SPAKE2_MSG_LEN};
+use crate::negotiate::{is_best_choice, Offer};
+use crate::sdp::DtlsFingerprint;
+use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
+use crate::trust::{check_label, Permissions};
+
+/// Waiting for the host's A2.
+pub struct ExpectA2 {
+    spake: Spake,
+    a1: A1,
+}
+
+impl fmt::Debug for ExpectA2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpectA2")
+            .field("routing", &self.a1.routing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a run with a code the user typed. Returns the state and A1 to send to the host.
+///
+/// Refused with [`HandshakeError::ViewerLockedOut`] after 3 failed runs against this host
+/// number in the last 10 minutes.
+pub fn start(
+    code: &OneTimeCode,
+    offer: &Offer,
+    fp_v: DtlsFingerprint,
+    attempts: &mut ViewerAttempts,
+    now: Instant,
+    rng: &mut impl CryptoRngCore,
+) -> Result<(ExpectA2, Vec<u8>), HandshakeError> {
+    if !attempts.allowed(code.routing, now) {
+        return Err(HandshakeError::ViewerLockedOut(code.routing));
+    }
+    let pw = code.password();
+    let (spake, x) = Spake::start_a_with_rng(
+        &Password::new(&pw[..]),
+        &Identity::new(super::SPAKE_ID_VIEWER),
+        &Identity::new(super::SPAKE_ID_HOST),
+        &mut *rng,
+    );
+    let x: [u8; SPAKE2_MSG_LEN] = x
+        .try_into()
+        .map_err(|_| HandshakeError::UnexpectedMessage("SPAKE2 message length"))?;
+    let mut n_v = [0u8; 32];
+    rng.fill_bytes(&mut n_v);
+    let a1 = A1 {
+        offer: offer.sanitized(),
+        routing: code.routing,
+        n_v,
+        x,
+        fp_v,
+    };
+    let bytes = a1.encode();
+    Ok((ExpectA2 { spake, a1 }, bytes))
+}
+
+impl ExpectA2 {
+    /// Handles A2: checks the host's choice, key confirmation and identity, then returns the
+    /// established session and A3 to send. A failed confirmation counts against the host number.
+    pub fn handle_a2(
+        self,
+        bytes: &[u8],
+        identity: &IdentityKey,
+        label: &str,
+        attempts: &mut ViewerAttempts,
+        now: Instant,
+    ) -> Result<(Established, Vec<u8>), HandshakeError> {
+        check_label(label).map_err(|_| HandshakeError::UnexpectedMessage("own label invalid"))?;
+        let a2 = decode_a2(bytes)?;
+        if !is_best_choice(&self.a1.offer, &a2.choice) {
+            return Err(HandshakeError::Downgrade);
+        }
+        let routing = self.a1.routing;
+        let key = Zeroizing::new(self.spake.finish(&a2.y).map_err(|e| match e {
+            spake2::Error::BadSide => {
+                HandshakeError::UnexpectedMessage("SPAKE2 message from the wrong side")
+            }
+            _ => HandshakeError::Malformed(crate::wire::DecodeError::Invalid("Y")),
+        })?);
+        let th1 = th1(&self.a1, &a2.choice, &a2.n_h, &a2.y, &a2.fp_h);
+        let ks = schedule(&th1, &key);
+        if !hmac_verify(&ks.kc_h, &conf_h_parts(&th1, &h(&a2.id_h)), &a2.conf_h) {
+            let left = attempts.record_failure(routing, now);
+            return Err(HandshakeError::WrongCodeOrTampered {
+                attempts_left: left,
+            });
+        }
+        let suite = a2.choice.suite;
+        let id_h =
+            open(suite, &ks.k_h2v, 0, &th1, &a2.id_h).ok_or(HandshakeError::BadIdentityProof)?;
+        let host = IdentityPayload::decode(&id_h).map_err(|_| HandshakeError::BadIdentityProof)?;
+        if !host.key.verify_strict(&host_sig_msg(&th1), &host.sig) {
+            return Err(HandshakeError::BadIdentityProof);
+        }
+        attempts.record_success(routing);
+
+        let sig = identity.sign(&viewer_sig_msg(&th1, &a2.conf_h));
+        let payload = Zeroizing::new(
+            IdentityPayload {
+                key: identity.public(),
+                label: label.to_owned(),
+                permissions: 0,
+                sig,
+                mac: [0; 32],
+            }
+            .encode(),
+        );
+        let id_v = seal(suite, &ks.k_v2h, 0, &th1, &payload);
+        let conf_v = hmac(&ks.kc_v, &conf_v_parts(&th1, &a2.conf_h, &h(&id_v)));
+        let th_final = th_final(&th1, &a2.conf_h, &conf_v, &a2.id_h, &id_v);
+        let est = Established {
+            role: Role::Viewer,
+            kind: AccessKind::Attended,
+            version: a2.choice.version,
+            suite,
+            peer: PeerIdentity {
+                key: host.key,
+                label: host.label,
+            },
+            fp_local: self.a1.fp_v,
+            fp_peer: a2.fp_h,
+            permissions: Permissions::NONE,
+            th_final,
+            keys: SessionKeys::derive(&ks.prk, &th_final),
+        };
+        Ok((est, A3 { id_v, conf_v }.encode()))
+    }
+}

@@ -1,0 +1,173 @@
+//! The host's side of unattended access: [`handle_b1`] → [`ExpectB3`] → [`Established`].
+
+use std::fmt;
+
+use rand_core::CryptoRngCore;
+use sealdesk_proto::RoutingNumber;
+use x25519_dalek::{EphemeralSecret, PublicKey};
+use zeroize::Zeroizing;
+
+use super::{schedule, th_b, th_b2, th_final, HsKeys, HOST_MAC, HOST_SIG, VIEWER_MAC, VIEWER_SIG};
+use crate::crypto::{hmac, hmac_verify, open, seal};
+use crate::error::HandshakeError;
+use crate::identity::{DeviceFingerprint, IdentityKey};
+use crate::messages::{decode_b1, decode_b3, IdentityPayload, B2};
+use crate::negotiate::{choose, Choice, NoCommon, Offer};
+use crate::sdp::DtlsFingerprint;
+use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
+use crate::trust::{PairingRegistry, Permissions};
+
+/// Waiting for the viewer's B3.
+pub struct ExpectB3 {
+    ks: HsKeys,
+    th_b2: [u8; 32],
+    choice: Choice,
+    fp_v: DtlsFingerprint,
+    fp_h: DtlsFingerprint,
+}
+
+impl fmt::Debug for ExpectB3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpectB3").finish_non_exhaustive()
+    }
+}
+
+/// This host, as the unattended handshake needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct HostInfo<'a> {
+    /// Our routing number (B1 must name it).
+    pub routing: RoutingNumber,
+    /// Our identity key.
+    pub identity: &'a IdentityKey,
+    /// Our label.
+    pub label: &'a str,
+    /// Our versions and suites.
+    pub offer: &'a Offer,
+}
+
+/// Handles B1 and returns the state and B2.
+pub fn handle_b1(
+    host: HostInfo<'_>,
+    bytes: &[u8],
+    fp_h: DtlsFingerprint,
+    rng: &mut impl CryptoRngCore,
+) -> Result<(ExpectB3, Vec<u8>), HandshakeError> {
+    let b1 = decode_b1(bytes)?;
+    if b1.routing != host.routing {
+        return Err(HandshakeError::WrongHost {
+            expected: host.routing,
+            got: b1.routing,
+        });
+    }
+    let offer = host.offer.sanitized();
+    let (version, suite) = choose(&b1.offer, &offer).map_err(|n| match n {
+        NoCommon::Version => HandshakeError::NoCommonVersion,
+        NoCommon::Suite => HandshakeError::NoCommonSuite,
+    })?;
+    let choice = Choice {
+        version,
+        suite,
+        host: offer,
+    };
+    let e_h = EphemeralSecret::random_from_rng(&mut *rng);
+    let e_h_pub = PublicKey::from(&e_h).to_bytes();
+    let dh = e_h.diffie_hellman(&PublicKey::from(b1.e_v));
+    if !dh.was_contributory() {
+        return Err(HandshakeError::InvalidKeyShare);
+    }
+    let mut n_h = [0u8; 32];
+    rng.fill_bytes(&mut n_h);
+    let th_b = th_b(&b1, &choice, &n_h, &e_h_pub, &fp_h);
+    let ks = schedule(&th_b, dh.as_bytes());
+    drop(dh);
+    let me = host.identity.public();
+    let payload = Zeroizing::new(
+        IdentityPayload {
+            key: me,
+            label: host.label.to_owned(),
+            permissions: 0,
+            sig: host.identity.sign(&[HOST_SIG, &th_b].concat()),
+            mac: hmac(&ks.km_h, &[HOST_MAC, me.as_bytes()]),
+        }
+        .encode(),
+    );
+    let enc_h = seal(suite, &ks.k_h2v, 0, &th_b, &payload);
+    let th_b2 = th_b2(&th_b, &enc_h);
+    let b2 = B2 {
+        choice: choice.clone(),
+        n_h,
+        e_h: e_h_pub,
+        fp_h,
+        enc_h,
+    };
+    Ok((
+        ExpectB3 {
+            ks,
+            th_b2,
+            choice,
+            fp_v: b1.fp_v,
+            fp_h,
+        },
+        b2.encode(),
+    ))
+}
+
+impl ExpectB3 {
+    /// Handles B3: the viewer must be paired, not revoked, and allowed `unattended` plus
+    /// everything it requests.
+    pub fn handle_b3(
+        self,
+        bytes: &[u8],
+        registry: &PairingRegistry,
+    ) -> Result<Established, HandshakeError> {
+        let b3 = decode_b3(bytes)?;
+        let suite = self.choice.suite;
+        let plain = open(suite, &self.ks.k_v2h, 0, &self.th_b2, &b3.enc_v)
+            .ok_or(HandshakeError::BadIdentityProof)?;
+        let viewer =
+            IdentityPayload::decode(&plain).map_err(|_| HandshakeError::BadIdentityProof)?;
+        if !viewer
+            .key
+            .verify_strict(&[VIEWER_SIG, &self.th_b2].concat(), &viewer.sig)
+            || !hmac_verify(
+                &self.ks.km_v,
+                &[VIEWER_MAC, viewer.key.as_bytes()],
+                &viewer.mac,
+            )
+        {
+            return Err(HandshakeError::BadIdentityProof);
+        }
+        let fpr = DeviceFingerprint::of(&viewer.key);
+        let entry = registry
+            .get(&viewer.key)
+            .ok_or(HandshakeError::UnknownDevice(fpr))?;
+        if entry.revoked {
+            return Err(HandshakeError::Revoked(fpr));
+        }
+        let requested = Permissions::from_bits_truncate(viewer.permissions);
+        let needed = requested.union(Permissions::UNATTENDED);
+        if !entry.permissions.contains(needed) {
+            return Err(HandshakeError::NotPermitted {
+                device: fpr,
+                missing: needed.minus(entry.permissions),
+            });
+        }
+        let th_final = th_final(&self.th_b2, &b3.enc_v);
+        Ok(Established {
+            role: Role::Host,
+            kind: AccessKind::Unattended,
+            version: self.choice.version,
+            suite,
+            // The label shown is the one the host user gave at pairing, not the one sent now.
+            peer: PeerIdentity {
+                key: viewer.key,
+                label: entry.label.clone(),
+            },
+            fp_local: self.fp_h,
+            fp_peer: self.fp_v,
+            permissions: requested,
+            th_final,
+            keys: SessionKeys::derive(&self.ks.prk, &th_final),
+        })
+    }
+}
