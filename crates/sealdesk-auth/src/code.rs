@@ -272,6 +272,31 @@ impl ViewerAttempts {
     pub fn record_success(&mut self, routing: RoutingNumber) {
         self.failures.remove(&routing);
     }
+
+    /// The records still relevant at `now`, as (routing number, failures, age of the last
+    /// failure), so a shell can keep them across restarts with a wall clock.
+    pub fn export(&self, now: Instant) -> Vec<(RoutingNumber, u8, Duration)> {
+        let mut out: Vec<_> = self
+            .failures
+            .iter()
+            .map(|(r, &(n, last))| (*r, n, now.saturating_duration_since(last)))
+            .filter(|(_, _, age)| *age < CODE_LIFETIME)
+            .collect();
+        out.sort_by_key(|(r, _, _)| *r);
+        out
+    }
+
+    /// Restores records written by [`ViewerAttempts::export`] (ages measured at `now`).
+    pub fn import(records: &[(RoutingNumber, u8, Duration)], now: Instant) -> Self {
+        let mut out = Self::new();
+        for &(r, n, age) in records {
+            if age < CODE_LIFETIME {
+                let last = now.checked_sub(age).unwrap_or(now);
+                out.failures.insert(r, (n.min(MAX_ATTEMPTS), last));
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +416,11 @@ mod tests {
         assert!(v.allowed(r, t0));
         assert_eq!(v.record_failure(r, t0), 0);
         assert!(!v.allowed(r, t0 + CODE_LIFETIME - Duration::from_secs(1)));
+        let t1 = t0 + Duration::from_secs(60);
+        let saved = v.export(t1);
+        assert_eq!(saved, vec![(r, 3, Duration::from_secs(60))]);
+        let mut restored = ViewerAttempts::import(&saved, t1);
+        assert!(!restored.allowed(r, t1));
         assert!(v.allowed(r, t0 + CODE_LIFETIME));
     }
 }

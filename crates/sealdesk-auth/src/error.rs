@@ -92,6 +92,18 @@ pub enum HandshakeError {
     /// The host user refused the connection.
     #[error("the host's user declined the connection")]
     Declined,
+    /// The host refused after authenticating us, and said why.
+    #[error("the host refused the connection: {0}")]
+    RefusedByHost(String),
+}
+
+/// A peer's reason text, made safe to print: at most 200 characters, no control characters.
+pub(crate) fn sanitize(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
 }
 
 fn attempts_text(n: u8) -> String {

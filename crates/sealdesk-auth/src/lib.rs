@@ -34,16 +34,16 @@
 //!
 //! let (viewer, a1) = attended::viewer::start(&typed, &Offer::default(), fp_v, &mut tries, now, &mut rng)?;
 //! let (host_run, a2) = host.handle_a1(now, &a1, &host_key, "office pc", fp_h, &mut rng)?;
-//! let (viewer_session, a3) = viewer.handle_a2(&a2, &viewer_key, "alice laptop", &mut tries, now)?;
+//! let (waiting, a3) = viewer.handle_a2(&a2, &viewer_key, "alice laptop", &mut tries, now)?;
 //! let pending = host.handle_a3(now, host_run, &a3)?;
 //! assert_eq!(pending.peer().key, viewer_key.public()); // show label + fingerprint, ask the user
 //! let (host_session, mut host_sealed, accept) = pending.approve(Permissions::DEFAULT_PAIRED);
+//! let Ok((viewer_session, mut viewer_sealed)) = waiting.handle(&accept)? else { panic!("no accept") };
 //!
 //! // Both sides hold the same keys and the same pair of DTLS fingerprints.
 //! assert_eq!(host_session.th_final, viewer_session.th_final);
 //! assert_eq!((viewer_session.fp_local, viewer_session.fp_peer), (fp_v, fp_h));
-//! let mut viewer_sealed = viewer_session.sealed();
-//! assert_eq!(viewer_sealed.open(&accept)?.kind, SealedKind::Accept);
+//! assert_eq!(viewer_session.permissions, Permissions::DEFAULT_PAIRED);
 //! let cand = viewer_sealed.seal(SealedKind::Candidate, b"candidate:1 1 udp 1 127.0.0.1 5000 typ host")?;
 //! assert_eq!(host_sealed.open(&cand)?.kind, SealedKind::Candidate);
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -5,10 +5,11 @@ use std::fmt;
 use sealdesk_proto::DeviceKey;
 
 use crate::crypto::{Prk, Secret32};
+use crate::error::HandshakeError;
 use crate::identity::DeviceFingerprint;
 use crate::negotiate::Suite;
 use crate::sdp::DtlsFingerprint;
-use crate::sealed::SealedSignaling;
+use crate::sealed::{SealError, SealedKind, SealedSignaling, BYE_DECLINED};
 use crate::trust::Permissions;
 
 /// Which end of the session this is.
@@ -103,5 +104,72 @@ impl Established {
     /// The sealed signaling channel for this session.
     pub fn sealed(&self) -> SealedSignaling {
         SealedSignaling::new(self)
+    }
+}
+
+/// The viewer finished its part; the host has not yet said yes (its user's consent, or its
+/// registry check). Nothing may be sent to the host's screen or input before
+/// [`ExpectAccept::handle`] returns the session.
+#[derive(Debug)]
+pub struct ExpectAccept {
+    est: Established,
+    sealed: SealedSignaling,
+}
+
+impl ExpectAccept {
+    pub(crate) fn new(est: Established) -> Self {
+        let sealed = est.sealed();
+        Self { est, sealed }
+    }
+
+    /// The host, as authenticated (the viewer may show it while waiting).
+    pub fn peer(&self) -> &PeerIdentity {
+        &self.est.peer
+    }
+
+    /// Handles a sealed message from the host. `Ok(None)`: not the answer yet, or a forged
+    /// or replayed message (dropped, keep waiting). `Ok(Some(..))`: the host accepted with
+    /// the permissions in `Established::permissions`. `Err`: the host refused.
+    pub fn handle(
+        mut self,
+        bytes: &[u8],
+    ) -> Result<Result<(Established, SealedSignaling), Self>, HandshakeError> {
+        match self.sealed.open(bytes) {
+            Ok(m) if m.kind == SealedKind::Accept => {
+                let bits = match m.body.as_slice() {
+                    [a, b] => u16::from_be_bytes([*a, *b]),
+                    _ => return Err(HandshakeError::UnexpectedMessage("malformed accept")),
+                };
+                let granted = Permissions::from_bits_truncate(bits);
+                self.est.permissions = match self.est.kind {
+                    // Unattended: the host grants exactly what was requested, or refuses.
+                    AccessKind::Unattended if granted != self.est.permissions => {
+                        return Err(HandshakeError::UnexpectedMessage(
+                            "accept with other permissions than requested",
+                        ))
+                    }
+                    _ => granted,
+                };
+                Ok(Ok((self.est, self.sealed)))
+            }
+            Ok(m) if m.kind == SealedKind::Bye => {
+                if m.body == BYE_DECLINED {
+                    Err(HandshakeError::Declined)
+                } else {
+                    Err(HandshakeError::RefusedByHost(crate::error::sanitize(
+                        &m.body,
+                    )))
+                }
+            }
+            Ok(_) => Err(HandshakeError::UnexpectedMessage(
+                "signaling before the host accepted",
+            )),
+            Err(SealError::Forged | SealError::Replay { .. } | SealError::Malformed(_)) => {
+                Ok(Err(self))
+            }
+            Err(_) => Err(HandshakeError::UnexpectedMessage(
+                "invalid answer from the host",
+            )),
+        }
     }
 }

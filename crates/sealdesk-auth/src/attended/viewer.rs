@@ -17,7 +17,7 @@ use crate::identity::IdentityKey;
 use crate::messages::{decode_a2, IdentityPayload, A1, A3, SPAKE2_MSG_LEN};
 use crate::negotiate::{is_best_choice, Offer};
 use crate::sdp::DtlsFingerprint;
-use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
+use crate::session::{AccessKind, Established, ExpectAccept, PeerIdentity, Role, SessionKeys};
 use crate::trust::{check_label, Permissions};
 
 /// Waiting for the host's A2.
@@ -73,8 +73,9 @@ pub fn start(
 }
 
 impl ExpectA2 {
-    /// Handles A2: checks the host's choice, key confirmation and identity, then returns the
-    /// established session and A3 to send. A failed confirmation counts against the host number.
+    /// Handles A2: checks the host's choice, key confirmation and identity, then returns A3
+    /// to send and the state that waits for the host user's answer. A failed confirmation
+    /// counts against the host number.
     pub fn handle_a2(
         self,
         bytes: &[u8],
@@ -82,7 +83,7 @@ impl ExpectA2 {
         label: &str,
         attempts: &mut ViewerAttempts,
         now: Instant,
-    ) -> Result<(Established, Vec<u8>), HandshakeError> {
+    ) -> Result<(ExpectAccept, Vec<u8>), HandshakeError> {
         check_label(label).map_err(|_| HandshakeError::UnexpectedMessage("own label invalid"))?;
         let a2 = decode_a2(bytes)?;
         if !is_best_choice(&self.a1.offer, &a2.choice) {
@@ -141,6 +142,6 @@ impl ExpectA2 {
             th_final,
             keys: SessionKeys::derive(&ks.prk, &th_final),
         };
-        Ok((est, A3 { id_v, conf_v }.encode()))
+        Ok((ExpectAccept::new(est), A3 { id_v, conf_v }.encode()))
     }
 }

@@ -14,8 +14,28 @@ use crate::identity::{DeviceFingerprint, IdentityKey};
 use crate::messages::{decode_b1, decode_b3, IdentityPayload, B2};
 use crate::negotiate::{choose, Choice, NoCommon, Offer};
 use crate::sdp::DtlsFingerprint;
+use crate::sealed::{SealedKind, SealedSignaling};
 use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
 use crate::trust::{PairingRegistry, Permissions};
+
+/// The host refused B3. When the viewer was authenticated but is not allowed in, `notice`
+/// is a sealed bye saying why, to send back; otherwise there is nothing to send.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Why.
+    pub error: HandshakeError,
+    /// A sealed bye for the viewer, if it proved its identity.
+    pub notice: Option<Vec<u8>>,
+}
+
+impl From<HandshakeError> for Rejected {
+    fn from(error: HandshakeError) -> Self {
+        Self {
+            error,
+            notice: None,
+        }
+    }
+}
 
 /// Waiting for the viewer's B3.
 pub struct ExpectB3 {
@@ -114,13 +134,14 @@ pub fn handle_b1(
 
 impl ExpectB3 {
     /// Handles B3: the viewer must be paired, not revoked, and allowed `unattended` plus
-    /// everything it requests.
+    /// everything it requests. Returns the session, its sealed channel and the sealed
+    /// Accept to send.
     pub fn handle_b3(
         self,
         bytes: &[u8],
         registry: &PairingRegistry,
-    ) -> Result<Established, HandshakeError> {
-        let b3 = decode_b3(bytes)?;
+    ) -> Result<(Established, SealedSignaling, Vec<u8>), Rejected> {
+        let b3 = decode_b3(bytes).map_err(HandshakeError::from)?;
         let suite = self.choice.suite;
         let plain = open(suite, &self.ks.k_v2h, 0, &self.th_b2, &b3.enc_v)
             .ok_or(HandshakeError::BadIdentityProof)?;
@@ -135,25 +156,12 @@ impl ExpectB3 {
                 &viewer.mac,
             )
         {
-            return Err(HandshakeError::BadIdentityProof);
-        }
-        let fpr = DeviceFingerprint::of(&viewer.key);
-        let entry = registry
-            .get(&viewer.key)
-            .ok_or(HandshakeError::UnknownDevice(fpr))?;
-        if entry.revoked {
-            return Err(HandshakeError::Revoked(fpr));
-        }
-        let requested = Permissions::from_bits_truncate(viewer.permissions);
-        let needed = requested.union(Permissions::UNATTENDED);
-        if !entry.permissions.contains(needed) {
-            return Err(HandshakeError::NotPermitted {
-                device: fpr,
-                missing: needed.minus(entry.permissions),
-            });
+            return Err(HandshakeError::BadIdentityProof.into());
         }
         let th_final = th_final(&self.th_b2, &b3.enc_v);
-        Ok(Established {
+        let requested = Permissions::from_bits_truncate(viewer.permissions);
+        let entry = registry.get(&viewer.key);
+        let mut est = Established {
             role: Role::Host,
             kind: AccessKind::Unattended,
             version: self.choice.version,
@@ -161,13 +169,45 @@ impl ExpectB3 {
             // The label shown is the one the host user gave at pairing, not the one sent now.
             peer: PeerIdentity {
                 key: viewer.key,
-                label: entry.label.clone(),
+                label: entry.map_or(viewer.label, |e| e.label.clone()),
             },
             fp_local: self.fp_h,
             fp_peer: self.fp_v,
-            permissions: requested,
+            permissions: Permissions::NONE,
             th_final,
             keys: SessionKeys::derive(&self.ks.prk, &th_final),
-        })
+        };
+        let mut sealed = est.sealed();
+        if let Err(error) = check_registry(entry, &viewer.key, requested) {
+            let notice = sealed
+                .seal(SealedKind::Bye, error.to_string().as_bytes())
+                .ok();
+            return Err(Rejected { error, notice });
+        }
+        est.permissions = requested;
+        let accept = sealed
+            .seal(SealedKind::Accept, &requested.bits().to_be_bytes())
+            .map_err(|_| HandshakeError::UnexpectedMessage("cannot seal accept"))?;
+        Ok((est, sealed, accept))
     }
+}
+
+fn check_registry(
+    entry: Option<&crate::trust::PairedDevice>,
+    key: &sealdesk_proto::DeviceKey,
+    requested: Permissions,
+) -> Result<(), HandshakeError> {
+    let fpr = DeviceFingerprint::of(key);
+    let entry = entry.ok_or(HandshakeError::UnknownDevice(fpr))?;
+    if entry.revoked {
+        return Err(HandshakeError::Revoked(fpr));
+    }
+    let needed = requested.union(Permissions::UNATTENDED);
+    if !entry.permissions.contains(needed) {
+        return Err(HandshakeError::NotPermitted {
+            device: fpr,
+            missing: needed.minus(entry.permissions),
+        });
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use crate::identity::{DeviceFingerprint, IdentityKey};
 use crate::messages::{decode_b2, IdentityPayload, B1, B3};
 use crate::negotiate::{is_best_choice, Offer};
 use crate::sdp::DtlsFingerprint;
-use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
+use crate::session::{AccessKind, Established, ExpectAccept, PeerIdentity, Role, SessionKeys};
 use crate::trust::{check_label, Permissions, PinnedHost};
 
 /// Waiting for the host's B2.
@@ -60,14 +60,15 @@ pub fn start(
 }
 
 impl ExpectB2 {
-    /// Handles B2: the host must prove the pinned key. Returns the session and B3.
+    /// Handles B2: the host must prove the pinned key. Returns B3 and the state that waits
+    /// for the host's registry check.
     pub fn handle_b2(
         self,
         bytes: &[u8],
         identity: &IdentityKey,
         label: &str,
         requested: Permissions,
-    ) -> Result<(Established, Vec<u8>), HandshakeError> {
+    ) -> Result<(ExpectAccept, Vec<u8>), HandshakeError> {
         check_label(label).map_err(|_| HandshakeError::UnexpectedMessage("own label invalid"))?;
         let b2 = decode_b2(bytes)?;
         if !is_best_choice(&self.b1.offer, &b2.choice) {
@@ -126,6 +127,6 @@ impl ExpectB2 {
             th_final,
             keys: SessionKeys::derive(&ks.prk, &th_final),
         };
-        Ok((est, B3 { enc_v }.encode()))
+        Ok((ExpectAccept::new(est), B3 { enc_v }.encode()))
     }
 }
