@@ -1171,3 +1171,72 @@ fn unattended_replay_of_b3_from_another_session_fails() {
     let run = unattended_run(&d, &d.host, &reg, &pin, Permissions::VIEW, 51, &mut replay);
     assert!(matches!(run.host, Some(Err(ref r)) if r.error == HandshakeError::BadIdentityProof));
 }
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let d = Devices::new();
+    let mut host = new_host(60, t0());
+    let code = typed(&host);
+    let secret = format!("{:08}", code.secret.value());
+    let mut r = rng(61);
+    let mut tries = ViewerAttempts::new();
+    let (v, a1) = sealdesk_auth::attended::viewer::start(
+        &code,
+        &Offer::default(),
+        d.fp_v,
+        &mut tries,
+        t0(),
+        &mut r,
+    )
+    .unwrap();
+    let (h, a2) = host
+        .handle_a1(t0(), &a1, &d.host, "office pc", d.fp_h, &mut r)
+        .unwrap();
+    let mut shown = vec![
+        format!("{host:?}"),
+        format!("{code:?}"),
+        format!("{v:?}"),
+        format!("{h:?}"),
+    ];
+    let (waiting, a3) = v
+        .handle_a2(&a2, &d.viewer, "alice laptop", &mut tries, t0())
+        .unwrap();
+    shown.push(format!("{waiting:?}"));
+    let pending = host.handle_a3(t0(), h, &a3).unwrap();
+    shown.push(format!("{pending:?}"));
+    let (est, sealed, _) = pending.approve(Permissions::ALL);
+    shown.push(format!("{est:?}"));
+    shown.push(format!("{sealed:?}"));
+    shown.push(format!("{:?}", d.host));
+    let key_hex: Vec<String> = [
+        &est.keys.sig_h2v,
+        &est.keys.sig_v2h,
+        &est.keys.chan_h2v,
+        &est.keys.chan_v2h,
+    ]
+    .iter()
+    .map(|k| {
+        k.expose()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+    .collect();
+    let key_dec: Vec<String> = [&est.keys.sig_h2v]
+        .iter()
+        .map(|k| format!("{:?}", &k.expose()[..4]))
+        .collect();
+    for s in &shown {
+        assert!(!s.contains(&secret), "code digits in {s}");
+        for k in key_hex.iter().chain(&key_dec) {
+            assert!(!s.contains(k.as_str()), "key bytes in {s}");
+        }
+        assert!(
+            !s.contains(&format!("{:?}", &[0x11u8; 4][..])),
+            "identity seed in {s}"
+        );
+    }
+    // Positive control: the checks above would see the secret if it were printed.
+    assert!(format!("{secret} {}", key_hex[0]).contains(&secret));
+}

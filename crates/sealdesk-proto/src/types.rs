@@ -152,9 +152,14 @@ macro_rules! b64_fixed_serde {
 pub struct DeviceKey([u8; 32]);
 
 impl DeviceKey {
-    /// Validates 32 bytes as an Ed25519 public key.
+    /// Validates 32 bytes as an Ed25519 public key. Points of small order (which no
+    /// honest key generator produces and under which signatures prove nothing) are refused.
     pub fn try_from_bytes(bytes: [u8; 32]) -> Result<Self, InvalidValue> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| InvalidValue::DeviceKey)?;
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| InvalidValue::DeviceKey)?;
+        if key.is_weak() {
+            return Err(InvalidValue::DeviceKey);
+        }
         Ok(Self(bytes))
     }
 
@@ -370,6 +375,31 @@ impl<'de> Deserialize<'de> for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        // The identity point (canonical and non-canonical encodings) and a point of order 8.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut noncanonical = [0xffu8; 32];
+        noncanonical[0] = 0xec;
+        noncanonical[31] = 0x7f;
+        let order8 = [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ];
+        for k in [identity, noncanonical, order8] {
+            assert_eq!(
+                DeviceKey::try_from_bytes(k),
+                Err(InvalidValue::DeviceKey),
+                "{k:02x?}"
+            );
+        }
+        // Positive control: a real key passes.
+        let real = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        assert!(DeviceKey::try_from_bytes(real.to_bytes()).is_ok());
+    }
 
     #[test]
     fn routing_number_range() {
