@@ -1,5 +1,5 @@
 //! The device side of sealdesk's signaling: the data directory, the identity key
-//! file, and an async signaling client with reconnection.
+//! file, the trust stores ([`trust_store`]), and an async signaling client with reconnection.
 //!
 //! A `[shell]` crate: it owns files, sockets, the clock and the OS RNG, and drives the
 //! sans-IO [`sealdesk_proto::client_conn::ClientConn`]. Hosts and viewers use it.
@@ -25,6 +25,7 @@
 pub mod backoff;
 pub mod signal;
 pub mod store;
+pub mod trust_store;
 
 pub use backoff::Backoff;
 pub use signal::{ClientConfig, SignalClient, SignalError, SignalEvent};

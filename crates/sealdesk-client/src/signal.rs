@@ -179,7 +179,12 @@ enum Command {
         body: Body,
     },
     Watch(Vec<RoutingNumber>),
+    /// Close the connection cleanly after everything queued before, then stop.
+    Close(oneshot::Sender<()>),
 }
+
+/// How long a clean close waits for the server to answer our close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// A registered signaling connection that reconnects by itself. Dropping it
 /// disconnects.
@@ -221,6 +226,7 @@ impl SignalClient {
                 state: state_tx,
                 first: Some(first_tx),
                 watching: Vec::new(),
+                closed: false,
             }
             .run(),
         );
@@ -280,6 +286,17 @@ impl SignalClient {
         Ok(id)
     }
 
+    /// Sends everything queued by [`SignalClient::send`], closes the WebSocket cleanly and
+    /// stops the client. Waits at most `timeout`. Use it before exiting right after a send:
+    /// dropping the client instead may cut the connection before queued envelopes are out.
+    pub async fn close(self, timeout: Duration) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.cmds.send(Command::Close(done_tx)).await.is_ok() {
+            // Err: the task stopped (or dropped the command while reconnecting): nothing to wait for.
+            let _ = tokio::time::timeout(timeout, done_rx).await;
+        }
+    }
+
     /// Follows the presence of `numbers` (replacing any earlier set; kept across reconnects).
     pub async fn watch(&self, numbers: Vec<RoutingNumber>) -> Result<(), SignalError> {
         self.cmds
@@ -298,6 +315,8 @@ struct Task {
     state: watch::Sender<Option<RoutingNumber>>,
     first: Option<oneshot::Sender<Result<RoutingNumber, SignalError>>>,
     watching: Vec<RoutingNumber>,
+    /// The application asked to close: do not reconnect.
+    closed: bool,
 }
 
 impl Task {
@@ -306,6 +325,9 @@ impl Task {
         loop {
             let err = self.session(&mut backoff).await;
             let _ = self.state.send(None);
+            if self.closed {
+                return;
+            }
             if let Some(first) = self.first.take() {
                 let _ = first.send(Err(err));
                 return;
@@ -366,6 +388,12 @@ impl Task {
                         Some(Command::Watch(numbers)) => {
                             self.watching = numbers.clone();
                             ClientMessage::Watch { numbers }
+                        }
+                        Some(Command::Close(done)) => {
+                            self.closed = true;
+                            close_cleanly(&mut ws).await;
+                            let _ = done.send(());
+                            return SignalError::NotConnected;
                         }
                     };
                     if let Err(e) = ws.send(Message::text(msg.encode())).await {
@@ -455,6 +483,18 @@ impl Task {
         }
         Ok(())
     }
+}
+
+/// Sends a close frame (after everything written before it) and waits briefly for the
+/// server's answer, so the server reads all our frames before the TCP connection ends.
+async fn close_cleanly(ws: &mut Ws) {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        if ws.close(None).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }
 
 /// The WebSocket limits a client enforces on an untrusted server.

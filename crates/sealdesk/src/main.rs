@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod devices;
+mod pair;
+mod qr;
 mod server_cmd;
+mod text;
 
 /// sealdesk — an end-to-end encrypted remote desktop whose claims can be checked.
 #[derive(Debug, Parser)]
@@ -43,6 +47,12 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Show this device's identity (creating it on first use).
     Identity,
+    /// Pair two devices with a one-time code, so they remember each other.
+    #[command(subcommand)]
+    Pair(pair::PairCommand),
+    /// List and change the devices this one trusts; compare safety numbers.
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +73,8 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Identity => identity(cli.data_dir),
+            Command::Pair(cmd) => pair::run(cmd, cli.data_dir.as_deref()).await,
+            Command::Devices(cmd) => devices::run(cmd, cli.data_dir.as_deref()),
         }
     })
 }
