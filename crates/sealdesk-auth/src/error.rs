@@ -7,6 +7,7 @@
 use sealdesk_proto::RoutingNumber;
 
 use crate::identity::DeviceFingerprint;
+use crate::messages::{Abort, AbortReason};
 use crate::trust::Permissions;
 use crate::wire::DecodeError;
 
@@ -92,6 +93,10 @@ pub enum HandshakeError {
     /// The host user refused the connection.
     #[error("the host's user declined the connection")]
     Declined,
+    /// The other device ended the run and said why (unauthenticated: anyone on the path
+    /// could have sent it, so it is reported as what the other side *says*).
+    #[error("the other device ended the attempt, saying: {}", .0.text())]
+    PeerAborted(AbortReason),
     /// The host refused after authenticating us, and said why.
     #[error("the host refused the connection: {0}")]
     RefusedByHost(String),
@@ -118,6 +123,32 @@ impl HandshakeError {
     /// Whether this failure must count against a code's or a host number's attempts.
     pub fn is_failed_confirmation(&self) -> bool {
         matches!(self, HandshakeError::WrongCodeOrTampered { .. })
+    }
+
+    /// What to tell the other side when a run ends with this error before keys are
+    /// confirmed: send [`HandshakeError::abort_message`] so it need not wait for a timeout.
+    pub fn abort_reason(&self) -> AbortReason {
+        match self {
+            HandshakeError::WrongCodeOrTampered { .. }
+            | HandshakeError::Downgrade
+            | HandshakeError::BadIdentityProof
+            | HandshakeError::InvalidKeyShare => AbortReason::ConfirmationFailed,
+            HandshakeError::CodeExpired => AbortReason::CodeExpired,
+            HandshakeError::CodeUsed => AbortReason::CodeUsed,
+            HandshakeError::CodeExhausted => AbortReason::CodeExhausted,
+            HandshakeError::Busy => AbortReason::Busy,
+            HandshakeError::WrongHost { .. } => AbortReason::WrongHost,
+            HandshakeError::NoCommonVersion | HandshakeError::NoCommonSuite => {
+                AbortReason::NoCommonProtocol
+            }
+            HandshakeError::Malformed(_) => AbortReason::Malformed,
+            _ => AbortReason::Other,
+        }
+    }
+
+    /// The abort message for this error (see [`HandshakeError::abort_reason`]).
+    pub fn abort_message(&self) -> Vec<u8> {
+        Abort::new(self.abort_reason()).encode()
     }
 }
 

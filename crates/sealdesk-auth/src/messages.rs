@@ -25,6 +25,8 @@ pub const TAG_B2: u8 = 0x12;
 pub const TAG_B3: u8 = 0x13;
 /// Tag of a sealed signaling message.
 pub const TAG_SEALED: u8 = 0x20;
+/// Tag of an (unauthenticated, advisory) abort.
+pub const TAG_ABORT: u8 = 0x7f;
 
 /// Length of a SPAKE2 message (side byte + Ed25519 point).
 pub const SPAKE2_MSG_LEN: usize = 33;
@@ -120,6 +122,113 @@ pub struct SealedWire {
     pub ct: Vec<u8>,
 }
 
+/// Why a side ended a handshake run. Sent in the clear before any key is confirmed, so
+/// anyone on the path can forge one: it only ends a run early (which dropping messages does
+/// too) and is shown to people as what "the other device says", never as proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbortReason {
+    /// Key confirmation failed on the sender's side.
+    ConfirmationFailed,
+    /// The code has expired.
+    CodeExpired,
+    /// The code was already used.
+    CodeUsed,
+    /// The code was tried 3 times.
+    CodeExhausted,
+    /// Another run with the code is in flight.
+    Busy,
+    /// The message named another host.
+    WrongHost,
+    /// No version or suite in common.
+    NoCommonProtocol,
+    /// A message could not be parsed.
+    Malformed,
+    /// Anything else, including reasons this version does not know.
+    Other,
+}
+
+impl AbortReason {
+    /// The wire byte.
+    pub const fn byte(self) -> u8 {
+        match self {
+            AbortReason::Other => 0,
+            AbortReason::ConfirmationFailed => 1,
+            AbortReason::CodeExpired => 2,
+            AbortReason::CodeUsed => 3,
+            AbortReason::CodeExhausted => 4,
+            AbortReason::Busy => 5,
+            AbortReason::WrongHost => 6,
+            AbortReason::NoCommonProtocol => 7,
+            AbortReason::Malformed => 8,
+        }
+    }
+
+    /// The reason for a wire byte (unknown bytes are [`AbortReason::Other`]).
+    pub const fn from_byte(b: u8) -> Self {
+        match b {
+            1 => AbortReason::ConfirmationFailed,
+            2 => AbortReason::CodeExpired,
+            3 => AbortReason::CodeUsed,
+            4 => AbortReason::CodeExhausted,
+            5 => AbortReason::Busy,
+            6 => AbortReason::WrongHost,
+            7 => AbortReason::NoCommonProtocol,
+            8 => AbortReason::Malformed,
+            _ => AbortReason::Other,
+        }
+    }
+
+    /// In words.
+    pub const fn text(self) -> &'static str {
+        match self {
+            AbortReason::ConfirmationFailed => {
+                "wrong code, or someone tampered with the connection"
+            }
+            AbortReason::CodeExpired => "this code has expired; ask for a new one",
+            AbortReason::CodeUsed => "this code was already used; ask for a new one",
+            AbortReason::CodeExhausted => {
+                "this code was tried 3 times and is now locked; ask for a new one"
+            }
+            AbortReason::Busy => {
+                "another connection attempt with this code is in progress; try again in a minute"
+            }
+            AbortReason::WrongHost => "the code is for another host",
+            AbortReason::NoCommonProtocol => {
+                "no protocol version or cipher suite in common; update sealdesk"
+            }
+            AbortReason::Malformed => "a handshake message was malformed",
+            AbortReason::Other => "no reason given",
+        }
+    }
+}
+
+/// An abort: `0x7f ‖ reason:u8`. The byte is kept as sent so the encoding is canonical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abort {
+    /// The reason byte as sent.
+    pub reason_byte: u8,
+}
+
+impl Abort {
+    /// An abort for `reason`.
+    pub const fn new(reason: AbortReason) -> Self {
+        Self {
+            reason_byte: reason.byte(),
+        }
+    }
+
+    /// The reason.
+    pub const fn reason(self) -> AbortReason {
+        AbortReason::from_byte(self.reason_byte)
+    }
+
+    /// Encodes.
+    pub fn encode(&self) -> Vec<u8> {
+        vec![TAG_ABORT, self.reason_byte]
+    }
+}
+
 /// Any message of the auth protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -138,6 +247,8 @@ pub enum Message {
     B3(B3),
     /// Sealed signaling.
     Sealed(SealedWire),
+    /// An advisory abort.
+    Abort(Abort),
 }
 
 /// The largest sealed ciphertext (fits an envelope body with room to spare).
@@ -305,6 +416,7 @@ impl Message {
             Message::B2(m) => m.encode(),
             Message::B3(m) => m.encode(),
             Message::Sealed(m) => m.encode(),
+            Message::Abort(m) => m.encode(),
         }
     }
 }
@@ -321,6 +433,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
         TAG_B2 => Message::B2(B2::read(&mut r)?),
         TAG_B3 => Message::B3(B3::read(&mut r)?),
         TAG_SEALED => Message::Sealed(SealedWire::read(&mut r)?),
+        TAG_ABORT => Message::Abort(Abort {
+            reason_byte: r.u8("reason")?,
+        }),
         got => {
             return Err(DecodeError::UnexpectedTag {
                 got,
@@ -363,6 +478,13 @@ pub(crate) fn decode_b2(b: &[u8]) -> Result<B2, DecodeError> {
 }
 pub(crate) fn decode_b3(b: &[u8]) -> Result<B3, DecodeError> {
     decode_expect(b, TAG_B3, "B3", B3::read)
+}
+pub(crate) fn decode_abort(b: &[u8]) -> Result<Abort, DecodeError> {
+    decode_expect(b, TAG_ABORT, "an abort", |r| {
+        Ok(Abort {
+            reason_byte: r.u8("reason")?,
+        })
+    })
 }
 pub(crate) fn decode_sealed(b: &[u8]) -> Result<SealedWire, DecodeError> {
     decode_expect(

@@ -257,7 +257,7 @@ fn key_from_b64(s: &str) -> Result<DeviceKey, String> {
 }
 
 /// Matches a user's reference to a device: a fingerprint prefix (hex, spaces ignored, at
-/// least 4 digits), or an exact label.
+/// least 4 digits), or a label (case-insensitive).
 fn matches_ref(fpr: &DeviceFingerprint, label: &str, reference: &str) -> bool {
     let hex: String = reference
         .chars()
@@ -266,7 +266,7 @@ fn matches_ref(fpr: &DeviceFingerprint, label: &str, reference: &str) -> bool {
         .to_ascii_lowercase();
     let fpr_hex = fpr.grouped_hex(32).replace(' ', "");
     (hex.len() >= 4 && hex.chars().all(|c| c.is_ascii_hexdigit()) && fpr_hex.starts_with(&hex))
-        || label == reference
+        || label.to_lowercase() == reference.trim().to_lowercase()
 }
 
 /// A reference to a device matched nothing, or more than one device.
@@ -291,15 +291,26 @@ fn find_one<T>(
     reference: &str,
     fpr: impl Fn(&T) -> (DeviceFingerprint, &str),
 ) -> Result<usize, LookupError> {
-    let hits: Vec<usize> = items
+    // An exact label wins over everything else.
+    let exact: Vec<usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, t)| {
-            let (f, l) = fpr(t);
-            matches_ref(&f, l, reference)
-        })
+        .filter(|(_, t)| fpr(t).1 == reference)
         .map(|(i, _)| i)
         .collect();
+    let hits: Vec<usize> = if exact.is_empty() {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                let (f, l) = fpr(t);
+                matches_ref(&f, l, reference)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    } else {
+        exact
+    };
     match hits.as_slice() {
         [] => Err(LookupError::NotFound(reference.to_owned())),
         [one] => Ok(*one),
@@ -610,6 +621,11 @@ mod tests {
         let fpr_prefix = d.fingerprint().short()[..9].to_owned();
         assert_eq!(reg.find(&fpr_prefix).unwrap().label, "alice laptop");
         assert_eq!(reg.find("bob").unwrap().key, key(2));
+        assert_eq!(
+            reg.find("Alice Laptop").unwrap().key,
+            key(1),
+            "labels match case-insensitively"
+        );
         assert!(matches!(reg.find("nobody"), Err(LookupError::NotFound(_))));
         reg.revoke("bob").unwrap();
         assert!(reg.get(&key(2)).unwrap().revoked);

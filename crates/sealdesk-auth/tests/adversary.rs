@@ -1240,3 +1240,82 @@ fn debug_output_never_shows_secrets() {
     // Positive control: the checks above would see the secret if it were printed.
     assert!(format!("{secret} {}", key_hex[0]).contains(&secret));
 }
+
+#[test]
+fn aborts_end_runs_early_without_extra_cost() {
+    use sealdesk_auth::messages::{Abort, AbortReason};
+    let d = Devices::new();
+    let mut host = new_host(70, t0());
+    let mut r = rng(71);
+    // A viewer with a wrong code tells the host at once; the host's slot is free again.
+    let wrong = wrong_code(&host);
+    let mut tries = ViewerAttempts::new();
+    let (v, a1) = sealdesk_auth::attended::viewer::start(
+        &wrong,
+        &Offer::default(),
+        d.fp_v,
+        &mut tries,
+        t0(),
+        &mut r,
+    )
+    .unwrap();
+    let (state, a2) = host
+        .handle_a1(t0(), &a1, &d.host, "office pc", d.fp_h, &mut r)
+        .unwrap();
+    let err = v
+        .handle_a2(&a2, &d.viewer, "alice laptop", &mut tries, t0())
+        .unwrap_err();
+    assert_eq!(err.abort_reason(), AbortReason::ConfirmationFailed);
+    let said = host.handle_abort(&state, &err.abort_message()).unwrap();
+    assert_eq!(
+        said,
+        HandshakeError::WrongCodeOrTampered { attempts_left: 2 }
+    );
+    assert_eq!(host.in_flight_deadline(), None);
+    // Bytes that are not an abort leave the run in flight.
+    let (v2, a1) = sealdesk_auth::attended::viewer::start(
+        &typed(&host),
+        &Offer::default(),
+        d.fp_v,
+        &mut tries,
+        t0(),
+        &mut r,
+    )
+    .unwrap();
+    let (state, a2) = host
+        .handle_a1(t0(), &a1, &d.host, "office pc", d.fp_h, &mut r)
+        .unwrap();
+    assert!(host.handle_abort(&state, b"\x03junk").is_none());
+    assert!(host.in_flight_deadline().is_some());
+    // The host refuses a parallel A1 and says so; the viewer shows it, spending nothing.
+    let (v3, a1_other) = sealdesk_auth::attended::viewer::start(
+        &typed(&host),
+        &Offer::default(),
+        EVIL_FP,
+        &mut tries,
+        t0(),
+        &mut r,
+    )
+    .unwrap();
+    let busy = host
+        .handle_a1(t0(), &a1_other, &d.host, "office pc", d.fp_h, &mut r)
+        .unwrap_err();
+    let said = v3.check_abort(&busy.abort_message()).unwrap();
+    assert_eq!(said, HandshakeError::PeerAborted(AbortReason::Busy));
+    assert!(said
+        .to_string()
+        .starts_with("the other device ended the attempt, saying: another connection attempt"));
+    // The first run still completes.
+    let (waiting, a3) = v2
+        .handle_a2(&a2, &d.viewer, "alice laptop", &mut tries, t0())
+        .unwrap();
+    let (_e, _s, accept) = host
+        .handle_a3(t0(), state, &a3)
+        .unwrap()
+        .approve(Permissions::VIEW);
+    assert!(matches!(waiting.handle(&accept), Ok(Ok(_))));
+    // Unknown reason bytes decode as "other" and keep their byte (canonical encoding).
+    let m = decode(&[0x7f, 200]).unwrap();
+    assert_eq!(m, Message::Abort(Abort { reason_byte: 200 }));
+    assert_eq!(m.encode(), vec![0x7f, 200]);
+}

@@ -19,7 +19,7 @@ use rand::RngCore as _;
 use sealdesk_auth::attended::host::{AttendedHost, ExpectA3, PendingConsent};
 use sealdesk_auth::attended::viewer;
 use sealdesk_auth::code::{OneTimeCode, CODE_LIFETIME, MAX_ATTEMPTS};
-use sealdesk_auth::messages::{self, Message, A3, TAG_A2, TAG_SEALED};
+use sealdesk_auth::messages::{self, Abort, AbortReason, Message, TAG_A2, TAG_ABORT, TAG_SEALED};
 use sealdesk_auth::negotiate::Offer;
 use sealdesk_auth::safety::SafetyNumber;
 use sealdesk_auth::sdp::DtlsFingerprint;
@@ -350,7 +350,11 @@ async fn wait_for_viewer(
                             state,
                         });
                     }
-                    Err(e) => println!("refused an attempt from {}: {e}", from.grouped()),
+                    Err(e) => {
+                        println!("refused an attempt from {}: {e}", from.grouped());
+                        // Say why, so the other side need not wait for its timeout.
+                        let _ = send(client, from, session, e.abort_message()).await;
+                    }
                 }
             }
             Ok(Message::A3(_)) => match run.take() {
@@ -364,6 +368,16 @@ async fn wait_for_viewer(
                     tracing::debug!(from = %from, "A3 for no run in flight; ignored");
                     run = other;
                 }
+            },
+            Ok(Message::Abort(_)) => match run.take() {
+                Some(r) if r.from == from && r.session == session => {
+                    match host.handle_abort(&r.state, body.as_bytes()) {
+                        // Its own line, in the handshake's words (as for a failed A3).
+                        Some(said) => println!("{said}"),
+                        None => run = Some(r),
+                    }
+                }
+                other => run = other,
             },
             // Anything else (another kind of message, or bytes that do not parse) is not
             // for this code: ignore it, as anyone can send us envelopes.
@@ -445,7 +459,10 @@ async fn connect(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyhow::Resu
     println!("asking host {}…", routing.grouped());
 
     let answer_by = Instant::now() + Duration::from_secs(args.timeout);
-    let Some(a2) = peer.next(&mut client, TAG_A2, answer_by).await? else {
+    let Some(a2) = peer
+        .next(&mut client, &[TAG_A2, TAG_ABORT], answer_by)
+        .await?
+    else {
         bail!(
             "no answer from host {} within {} s: check the code, and that `sealdesk pair host` \
              is still running there and uses the same server",
@@ -453,16 +470,19 @@ async fn connect(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyhow::Resu
             args.timeout
         );
     };
+    // The host may refuse outright (code expired, busy, …): that is no failed run.
+    if let Some(said) = expect_a2.check_abort(&a2) {
+        client.close(CLOSE_TIMEOUT).await;
+        bail!(said);
+    }
     let result = expect_a2.handle_a2(&a2, &identity, &label, &mut attempts, Instant::now());
     let saved = files.save_attempts(&attempts, Instant::now(), SystemTime::now());
     let (waiting, a3) = match result {
         Ok(v) => v,
         Err(e) => {
-            // The protocol has no "abort" message. Without one the host would hold its
-            // code busy for a minute; an A3 of random bytes fails its key confirmation just
-            // as this run failed ours, so it counts the attempt now and waits for the next.
-            // Best effort: the handshake's own error is what the user must see.
-            let _ = send(&client, routing, peer.session, abort_a3()).await;
+            // Tell the host, so it ends this run now instead of holding the code busy
+            // until the run times out. Best effort: our own error is what the user sees.
+            let _ = send(&client, routing, peer.session, e.abort_message()).await;
             client.close(CLOSE_TIMEOUT).await;
             if let Err(s) = saved {
                 eprintln!("warning: this failure could not be recorded: {s}");
@@ -480,6 +500,8 @@ async fn connect(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyhow::Resu
     };
     // Refuse a different key for a pinned number before the host is asked anything.
     if let Err(e) = files.pinned()?.pin(pin.clone()) {
+        let abort = Abort::new(AbortReason::Other).encode();
+        let _ = send(&client, routing, peer.session, abort).await;
         client.close(CLOSE_TIMEOUT).await;
         bail!(e);
     }
@@ -494,7 +516,7 @@ async fn connect(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyhow::Resu
     let approve_by = Instant::now() + Duration::from_secs(args.approval_timeout);
     let mut waiting = waiting;
     let (session, _sealed) = loop {
-        let Some(bytes) = peer.next(&mut client, TAG_SEALED, approve_by).await? else {
+        let Some(bytes) = peer.next(&mut client, &[TAG_SEALED], approve_by).await? else {
             bail!(
                 "host {} did not answer within {} s; nothing was stored",
                 routing.grouped(),
@@ -543,15 +565,6 @@ async fn prompt_code() -> anyhow::Result<String> {
     Ok(typed)
 }
 
-/// An A3 that cannot pass key confirmation (see its use).
-fn abort_a3() -> Vec<u8> {
-    let mut id_v = vec![0u8; 96];
-    let mut conf_v = [0u8; 32];
-    OsRng.fill_bytes(&mut id_v);
-    OsRng.fill_bytes(&mut conf_v);
-    A3 { id_v, conf_v }.encode()
-}
-
 /// The host a viewer pairs with, and the session the viewer chose.
 struct Peer {
     routing: RoutingNumber,
@@ -559,12 +572,12 @@ struct Peer {
 }
 
 impl Peer {
-    /// The next envelope from this host in this session whose first byte is `tag`, or
-    /// `None` at `deadline`. Envelopes from anyone else, or for another session, are ignored.
+    /// The next envelope from this host in this session whose first byte is one of `tags`,
+    /// or `None` at `deadline`. Envelopes from anyone else, or for another session, are ignored.
     async fn next(
         &self,
         client: &mut SignalClient,
-        tag: u8,
+        tags: &[u8],
         deadline: Instant,
     ) -> anyhow::Result<Option<Vec<u8>>> {
         let deadline = tokio::time::Instant::from_std(deadline);
@@ -580,7 +593,7 @@ impl Peer {
                     session,
                     body,
                 } if from == self.routing && session == self.session => {
-                    if body.as_bytes().first() == Some(&tag) {
+                    if body.as_bytes().first().is_some_and(|t| tags.contains(t)) {
                         return Ok(Some(body.into_bytes()));
                     }
                 }

@@ -278,6 +278,30 @@ impl AttendedHost {
         })
     }
 
+    /// The deadline of the run in flight, if one is.
+    pub fn in_flight_deadline(&self) -> Option<Instant> {
+        self.limits.in_flight_deadline()
+    }
+
+    /// Checks whether `bytes` are an abort from the viewer of the run `state` belongs to
+    /// (its key confirmation failed, or it gave up). If so the run ends at once (the attempt
+    /// was spent at A1), `state` is spent, and the result says what happened; `None` leaves
+    /// the run as it was.
+    pub fn handle_abort(&mut self, state: &ExpectA3, bytes: &[u8]) -> Option<HandshakeError> {
+        let abort = crate::messages::decode_abort(bytes).ok()?;
+        if state.run == self.run {
+            self.limits.end(false);
+        }
+        Some(match abort.reason() {
+            crate::messages::AbortReason::ConfirmationFailed => {
+                HandshakeError::WrongCodeOrTampered {
+                    attempts_left: self.limits.attempts_left(),
+                }
+            }
+            other => HandshakeError::PeerAborted(other),
+        })
+    }
+
     /// The run `state` belongs to ended without an A3 (the viewer left or timed out).
     pub fn abandon(&mut self, state: ExpectA3) {
         if state.run == self.run {

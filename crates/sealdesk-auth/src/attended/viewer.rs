@@ -73,6 +73,14 @@ pub fn start(
 }
 
 impl ExpectA2 {
+    /// Whether the host answered A1 with an abort (code expired, busy, …), and what it
+    /// said. This does not count as a failed run: no code was tested.
+    pub fn check_abort(&self, bytes: &[u8]) -> Option<HandshakeError> {
+        crate::messages::decode_abort(bytes)
+            .ok()
+            .map(|a| HandshakeError::PeerAborted(a.reason()))
+    }
+
     /// Handles A2: checks the host's choice, key confirmation and identity, then returns A3
     /// to send and the state that waits for the host user's answer. A failed confirmation
     /// counts against the host number.

@@ -204,8 +204,10 @@ pub fn attended_run(
     let (v_est, a3) = match v.handle_a2(&a2, &d.viewer, "alice laptop", attempts, now) {
         Ok(x) => x,
         Err(e) => {
-            // The viewer hangs up; the host's shell abandons the run.
-            host.abandon(h_state);
+            // The viewer tells the host (as the real shell does); the host ends the run.
+            if host.handle_abort(&h_state, &e.abort_message()).is_none() {
+                host.abandon(h_state);
+            }
             return AttendedRun {
                 viewer: Err(e),
                 host: None,
