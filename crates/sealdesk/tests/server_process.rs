@@ -270,7 +270,7 @@ fn demo_runs_the_whole_signaling_path_with_no_configuration() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("self-check passed: 2 devices registered, 2 envelopes routed"),
+        stdout.contains("self-check passed: 2 devices registered, 10 envelopes routed, paired with a one-time code, reconnected unattended"),
         "{stdout}"
     );
 }
