@@ -111,6 +111,25 @@ pub(crate) fn sanitize(raw: &[u8]) -> String {
         .collect()
 }
 
+impl From<crate::negotiate::NoCommon> for HandshakeError {
+    fn from(n: crate::negotiate::NoCommon) -> Self {
+        match n {
+            crate::negotiate::NoCommon::Version => HandshakeError::NoCommonVersion,
+            crate::negotiate::NoCommon::Suite => HandshakeError::NoCommonSuite,
+        }
+    }
+}
+
+/// A SPAKE2 message the `spake2` crate refused (`field` names it).
+pub(crate) fn spake_error(e: spake2::Error, field: &'static str) -> HandshakeError {
+    match e {
+        spake2::Error::BadSide => {
+            HandshakeError::UnexpectedMessage("SPAKE2 message from the wrong side")
+        }
+        _ => HandshakeError::Malformed(DecodeError::Invalid(field)),
+    }
+}
+
 fn attempts_text(n: u8) -> String {
     match n {
         0 => "no attempts left; ask for a new code".to_owned(),

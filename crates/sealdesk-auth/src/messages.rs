@@ -508,6 +508,32 @@ pub(crate) struct IdentityPayload {
 }
 
 impl IdentityPayload {
+    /// Encrypts this identity under `key` (nonce counter 0: each handshake key seals
+    /// exactly one identity) with `aad`.
+    pub(crate) fn seal(
+        &self,
+        suite: crate::negotiate::Suite,
+        key: &crate::crypto::Secret32,
+        aad: &[u8],
+    ) -> Vec<u8> {
+        let plain = zeroize::Zeroizing::new(self.encode());
+        crate::crypto::seal(suite, key, 0, aad, &plain)
+    }
+
+    /// Decrypts and parses an identity sealed by [`IdentityPayload::seal`]. Any failure is
+    /// [`crate::HandshakeError::BadIdentityProof`]: the bytes were confirmed by then, so
+    /// only a broken or malicious peer gets here.
+    pub(crate) fn open(
+        suite: crate::negotiate::Suite,
+        key: &crate::crypto::Secret32,
+        aad: &[u8],
+        ct: &[u8],
+    ) -> Result<Self, crate::HandshakeError> {
+        let plain = crate::crypto::open(suite, key, 0, aad, ct)
+            .ok_or(crate::HandshakeError::BadIdentityProof)?;
+        Self::decode(&plain).map_err(|_| crate::HandshakeError::BadIdentityProof)
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.raw(self.key.as_bytes())

@@ -14,11 +14,11 @@ use super::{
     conf_h, conf_v_parts, host_sig_msg, schedule, th1, th_final, viewer_sig_msg, HsKeys, Spake,
 };
 use crate::code::{CodeLimits, CodeRefusal, OneTimeCode};
-use crate::crypto::{h, hmac_verify, open, seal};
-use crate::error::HandshakeError;
+use crate::crypto::{h, hmac_verify};
+use crate::error::{spake_error, HandshakeError};
 use crate::identity::IdentityKey;
 use crate::messages::{decode_a1, decode_a3, IdentityPayload, A2, SPAKE2_MSG_LEN};
-use crate::negotiate::{choose, Choice, NoCommon, Offer};
+use crate::negotiate::{choose, Choice, Offer};
 use crate::sdp::DtlsFingerprint;
 use crate::sealed::{SealedKind, SealedSignaling};
 use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
@@ -152,10 +152,7 @@ impl AttendedHost {
         fp_h: DtlsFingerprint,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(ExpectA3, Vec<u8>), HandshakeError> {
-        let (version, suite) = choose(&a1.offer, &self.offer).map_err(|n| match n {
-            NoCommon::Version => HandshakeError::NoCommonVersion,
-            NoCommon::Suite => HandshakeError::NoCommonSuite,
-        })?;
+        let (version, suite) = choose(&a1.offer, &self.offer)?;
         let choice = Choice {
             version,
             suite,
@@ -171,28 +168,20 @@ impl AttendedHost {
         let y: [u8; SPAKE2_MSG_LEN] = y
             .try_into()
             .map_err(|_| HandshakeError::UnexpectedMessage("SPAKE2 message length"))?;
-        let key = Zeroizing::new(spake.finish(&a1.x).map_err(|e| match e {
-            spake2::Error::BadSide => {
-                HandshakeError::UnexpectedMessage("SPAKE2 message from the wrong side")
-            }
-            _ => HandshakeError::Malformed(crate::wire::DecodeError::Invalid("X")),
-        })?);
+        let key = Zeroizing::new(spake.finish(&a1.x).map_err(|e| spake_error(e, "X"))?);
         let mut n_h = [0u8; 32];
         rng.fill_bytes(&mut n_h);
         let th1 = th1(a1, &choice, &n_h, &y, &fp_h);
         let ks = schedule(&th1, &key);
         let sig = identity.sign(&host_sig_msg(&th1));
-        let payload = Zeroizing::new(
-            IdentityPayload {
-                key: identity.public(),
-                label: label.to_owned(),
-                permissions: 0,
-                sig,
-                mac: [0; 32],
-            }
-            .encode(),
-        );
-        let id_h = seal(suite, &ks.k_h2v, 0, &th1, &payload);
+        let id_h = IdentityPayload {
+            key: identity.public(),
+            label: label.to_owned(),
+            permissions: 0,
+            sig,
+            mac: [0; 32],
+        }
+        .seal(suite, &ks.k_h2v, &th1);
         let conf_h = conf_h(&ks.kc_h, &th1, &id_h);
         let a2 = A2 {
             choice: choice.clone(),
@@ -248,10 +237,7 @@ impl AttendedHost {
             return Err(HandshakeError::WrongCodeOrTampered { attempts_left: 0 });
         }
         let suite = s.choice.suite;
-        let id_v = open(suite, &s.ks.k_v2h, 0, &s.th1, &a3.id_v)
-            .ok_or(HandshakeError::BadIdentityProof)?;
-        let viewer =
-            IdentityPayload::decode(&id_v).map_err(|_| HandshakeError::BadIdentityProof)?;
+        let viewer = IdentityPayload::open(suite, &s.ks.k_v2h, &s.th1, &a3.id_v)?;
         if !viewer
             .key
             .verify_strict(&viewer_sig_msg(&s.th1, &s.conf_h), &viewer.sig)

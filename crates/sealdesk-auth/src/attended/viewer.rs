@@ -11,8 +11,8 @@ use super::{
     conf_h_parts, conf_v_parts, host_sig_msg, schedule, th1, th_final, viewer_sig_msg, Spake,
 };
 use crate::code::{OneTimeCode, ViewerAttempts};
-use crate::crypto::{h, hmac, hmac_verify, open, seal};
-use crate::error::HandshakeError;
+use crate::crypto::{h, hmac, hmac_verify};
+use crate::error::{spake_error, HandshakeError};
 use crate::identity::IdentityKey;
 use crate::messages::{decode_a2, IdentityPayload, A1, A3, SPAKE2_MSG_LEN};
 use crate::negotiate::{is_best_choice, Offer};
@@ -98,12 +98,7 @@ impl ExpectA2 {
             return Err(HandshakeError::Downgrade);
         }
         let routing = self.a1.routing;
-        let key = Zeroizing::new(self.spake.finish(&a2.y).map_err(|e| match e {
-            spake2::Error::BadSide => {
-                HandshakeError::UnexpectedMessage("SPAKE2 message from the wrong side")
-            }
-            _ => HandshakeError::Malformed(crate::wire::DecodeError::Invalid("Y")),
-        })?);
+        let key = Zeroizing::new(self.spake.finish(&a2.y).map_err(|e| spake_error(e, "Y"))?);
         let th1 = th1(&self.a1, &a2.choice, &a2.n_h, &a2.y, &a2.fp_h);
         let ks = schedule(&th1, &key);
         if !hmac_verify(&ks.kc_h, &conf_h_parts(&th1, &h(&a2.id_h)), &a2.conf_h) {
@@ -113,26 +108,21 @@ impl ExpectA2 {
             });
         }
         let suite = a2.choice.suite;
-        let id_h =
-            open(suite, &ks.k_h2v, 0, &th1, &a2.id_h).ok_or(HandshakeError::BadIdentityProof)?;
-        let host = IdentityPayload::decode(&id_h).map_err(|_| HandshakeError::BadIdentityProof)?;
+        let host = IdentityPayload::open(suite, &ks.k_h2v, &th1, &a2.id_h)?;
         if !host.key.verify_strict(&host_sig_msg(&th1), &host.sig) {
             return Err(HandshakeError::BadIdentityProof);
         }
         attempts.record_success(routing);
 
         let sig = identity.sign(&viewer_sig_msg(&th1, &a2.conf_h));
-        let payload = Zeroizing::new(
-            IdentityPayload {
-                key: identity.public(),
-                label: label.to_owned(),
-                permissions: 0,
-                sig,
-                mac: [0; 32],
-            }
-            .encode(),
-        );
-        let id_v = seal(suite, &ks.k_v2h, 0, &th1, &payload);
+        let id_v = IdentityPayload {
+            key: identity.public(),
+            label: label.to_owned(),
+            permissions: 0,
+            sig,
+            mac: [0; 32],
+        }
+        .seal(suite, &ks.k_v2h, &th1);
         let conf_v = hmac(&ks.kc_v, &conf_v_parts(&th1, &a2.conf_h, &h(&id_v)));
         let th_final = th_final(&th1, &a2.conf_h, &conf_v, &a2.id_h, &id_v);
         let est = Established {

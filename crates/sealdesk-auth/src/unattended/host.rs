@@ -5,14 +5,13 @@ use std::fmt;
 use rand_core::CryptoRngCore;
 use sealdesk_proto::RoutingNumber;
 use x25519_dalek::{EphemeralSecret, PublicKey};
-use zeroize::Zeroizing;
 
 use super::{schedule, th_b, th_b2, th_final, HsKeys, HOST_MAC, HOST_SIG, VIEWER_MAC, VIEWER_SIG};
-use crate::crypto::{hmac, hmac_verify, open, seal};
+use crate::crypto::{hmac, hmac_verify};
 use crate::error::HandshakeError;
 use crate::identity::{DeviceFingerprint, IdentityKey};
 use crate::messages::{decode_b1, decode_b3, IdentityPayload, B2};
-use crate::negotiate::{choose, Choice, NoCommon, Offer};
+use crate::negotiate::{choose, Choice, Offer};
 use crate::sdp::DtlsFingerprint;
 use crate::sealed::{SealedKind, SealedSignaling};
 use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
@@ -80,10 +79,7 @@ pub fn handle_b1(
         });
     }
     let offer = host.offer.sanitized();
-    let (version, suite) = choose(&b1.offer, &offer).map_err(|n| match n {
-        NoCommon::Version => HandshakeError::NoCommonVersion,
-        NoCommon::Suite => HandshakeError::NoCommonSuite,
-    })?;
+    let (version, suite) = choose(&b1.offer, &offer)?;
     let choice = Choice {
         version,
         suite,
@@ -101,17 +97,14 @@ pub fn handle_b1(
     let ks = schedule(&th_b, dh.as_bytes());
     drop(dh);
     let me = host.identity.public();
-    let payload = Zeroizing::new(
-        IdentityPayload {
-            key: me,
-            label: host.label.to_owned(),
-            permissions: 0,
-            sig: host.identity.sign(&[HOST_SIG, &th_b].concat()),
-            mac: hmac(&ks.km_h, &[HOST_MAC, me.as_bytes()]),
-        }
-        .encode(),
-    );
-    let enc_h = seal(suite, &ks.k_h2v, 0, &th_b, &payload);
+    let enc_h = IdentityPayload {
+        key: me,
+        label: host.label.to_owned(),
+        permissions: 0,
+        sig: host.identity.sign(&[HOST_SIG, &th_b].concat()),
+        mac: hmac(&ks.km_h, &[HOST_MAC, me.as_bytes()]),
+    }
+    .seal(suite, &ks.k_h2v, &th_b);
     let th_b2 = th_b2(&th_b, &enc_h);
     let b2 = B2 {
         choice: choice.clone(),
@@ -143,10 +136,7 @@ impl ExpectB3 {
     ) -> Result<(Established, SealedSignaling, Vec<u8>), Rejected> {
         let b3 = decode_b3(bytes).map_err(HandshakeError::from)?;
         let suite = self.choice.suite;
-        let plain = open(suite, &self.ks.k_v2h, 0, &self.th_b2, &b3.enc_v)
-            .ok_or(HandshakeError::BadIdentityProof)?;
-        let viewer =
-            IdentityPayload::decode(&plain).map_err(|_| HandshakeError::BadIdentityProof)?;
+        let viewer = IdentityPayload::open(suite, &self.ks.k_v2h, &self.th_b2, &b3.enc_v)?;
         if !viewer
             .key
             .verify_strict(&[VIEWER_SIG, &self.th_b2].concat(), &viewer.sig)

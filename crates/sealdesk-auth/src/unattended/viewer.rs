@@ -4,10 +4,9 @@ use std::fmt;
 
 use rand_core::CryptoRngCore;
 use x25519_dalek::{EphemeralSecret, PublicKey};
-use zeroize::Zeroizing;
 
 use super::{schedule, th_b, th_b2, th_final, HOST_MAC, HOST_SIG, VIEWER_MAC, VIEWER_SIG};
-use crate::crypto::{hmac, hmac_verify, open, seal};
+use crate::crypto::{hmac, hmac_verify};
 use crate::error::HandshakeError;
 use crate::identity::{DeviceFingerprint, IdentityKey};
 use crate::messages::{decode_b2, IdentityPayload, B1, B3};
@@ -82,9 +81,7 @@ impl ExpectB2 {
         let ks = schedule(&th_b, dh.as_bytes());
         drop(dh);
         let suite = b2.choice.suite;
-        let plain =
-            open(suite, &ks.k_h2v, 0, &th_b, &b2.enc_h).ok_or(HandshakeError::BadIdentityProof)?;
-        let host = IdentityPayload::decode(&plain).map_err(|_| HandshakeError::BadIdentityProof)?;
+        let host = IdentityPayload::open(suite, &ks.k_h2v, &th_b, &b2.enc_h)?;
         if host.key != self.pinned.key {
             return Err(HandshakeError::HostKeyChanged {
                 pinned: self.pinned.fingerprint(),
@@ -100,17 +97,14 @@ impl ExpectB2 {
         }
         let th_b2 = th_b2(&th_b, &b2.enc_h);
         let me = identity.public();
-        let payload = Zeroizing::new(
-            IdentityPayload {
-                key: me,
-                label: label.to_owned(),
-                permissions: requested.bits(),
-                sig: identity.sign(&[VIEWER_SIG, &th_b2].concat()),
-                mac: hmac(&ks.km_v, &[VIEWER_MAC, me.as_bytes()]),
-            }
-            .encode(),
-        );
-        let enc_v = seal(suite, &ks.k_v2h, 0, &th_b2, &payload);
+        let enc_v = IdentityPayload {
+            key: me,
+            label: label.to_owned(),
+            permissions: requested.bits(),
+            sig: identity.sign(&[VIEWER_SIG, &th_b2].concat()),
+            mac: hmac(&ks.km_v, &[VIEWER_MAC, me.as_bytes()]),
+        }
+        .seal(suite, &ks.k_v2h, &th_b2);
         let th_final = th_final(&th_b2, &enc_v);
         let est = Established {
             role: Role::Viewer,
