@@ -92,6 +92,27 @@ mod tests {
         assert_eq!(buf[32 * side + 32], 0);
     }
 
+    /// The PNG scans: a QR decoder reads back exactly the safety-number text.
+    #[test]
+    fn png_decodes_to_the_safety_number_text() {
+        let a = sealdesk_auth::IdentityKey::from_seed(&[1; 32]).public();
+        let b = sealdesk_auth::IdentityKey::from_seed(&[2; 32]).public();
+        let text = sealdesk_auth::safety::SafetyNumber::of(&a, &b).qr_text();
+        let bytes = png_bytes(&code(&text).unwrap()).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let (w, h) = (info.width as usize, info.height as usize);
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1);
+        let (_meta, content) = grids[0].decode().unwrap();
+        assert_eq!(content, text);
+        assert_eq!(content.len(), "SEALDESK-SN1:".len() + 60);
+    }
+
     #[test]
     fn terminal_rendering_has_half_as_many_lines_as_modules() {
         let c = code("SEALDESK-SN1:123").unwrap();
