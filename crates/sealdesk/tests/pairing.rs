@@ -470,3 +470,59 @@ fn a_corrupt_registry_is_named_and_left_untouched() {
         "{err}"
     );
 }
+
+/// DESIGN.md §10.6: nothing that must persist is lost to kill -9. Relabel the paired
+/// device again and again, killing each `devices label` at a different moment; after every
+/// kill the registry must load, still hold the device, and carry either the old or the new
+/// label — never a torn file.
+#[test]
+fn kill_9_during_trust_store_writes_never_loses_the_pairing() {
+    let server = server();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    pair(&server, a.path(), b.path());
+    let registry = a.path().join("paired-devices.json");
+    let mut label = "alice laptop".to_owned();
+    // How long one uninterrupted run takes here, so the kills cover its whole life on a
+    // fast or a slow machine alike.
+    let started = Instant::now();
+    ok(run(a.path(), &["devices", "label", &label, &label]));
+    let full_run = started.elapsed();
+    let mut killed_mid_way = 0;
+    for i in 0..40u64 {
+        let new = format!("laptop {i}");
+        let mut child = sealdesk(a.path())
+            .args(["devices", "label", &label, &new])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread the kills over the command's life (start-up, read, write, rename).
+        std::thread::sleep(full_run * u32::try_from(i % 20).unwrap() / 13);
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if !status.success() {
+            killed_mid_way += 1;
+        }
+        let out = ok(run(a.path(), &["devices", "list"]));
+        let stored: String = std::fs::read_to_string(&registry).unwrap();
+        assert!(
+            stored.contains(&format!("\"{label}\"")) || stored.contains(&format!("\"{new}\"")),
+            "{stored}"
+        );
+        if stored.contains(&format!("\"{new}\"")) {
+            label = new;
+        }
+        assert!(out.contains(&label), "{out}");
+        assert_eq!(mode(&registry), 0o600);
+    }
+    eprintln!("{killed_mid_way} of 40 runs killed before finishing; final label {label:?}");
+    // Positive controls: some runs really were killed before finishing, and some finished.
+    assert!(
+        killed_mid_way > 0,
+        "no run was killed; the test proves nothing"
+    );
+    assert!(
+        killed_mid_way < 40,
+        "no run finished; the test proves nothing"
+    );
+}
