@@ -11,7 +11,7 @@ use sealdesk_proto::{Nonce, RoutingNumber};
 fuzz_target!(|data: &[u8]| {
     #[allow(clippy::disallowed_methods, reason = "fuzz harness needs one base instant")]
     let t0 = Instant::now();
-    let mut conn = ServerConn::new(t0, Nonce([1; 32]), ConnLimits::default());
+    let mut conn = ServerConn::new(t0, Nonce([1; 32]), "sealdesk.test".into(), ConnLimits::default());
     // Frames separated by 0xff; a leading 0x00 on a frame means "registered first".
     for (i, frame) in data.split(|b| *b == 0xff).enumerate() {
         let now = t0 + Duration::from_millis(i as u64 * 7);

@@ -410,8 +410,8 @@ impl Task {
     }
 
     async fn open_and_register(&mut self) -> Result<(Ws, ClientConn), SignalError> {
-        let ws = open(&self.config, self.tls.clone()).await?;
-        let (ws, proto) = register(ws, &self.identity).await?;
+        let (ws, origin) = open(&self.config, self.tls.clone()).await?;
+        let (ws, proto) = register(ws, &self.identity, origin).await?;
         if let Some(n) = proto.routing_number() {
             let _ = self.state.send(Some(n));
             if let Some(first) = self.first.take() {
@@ -545,15 +545,23 @@ fn tls_config(config: &ClientConfig) -> Result<Option<Arc<rustls::ClientConfig>>
 }
 
 /// Opens the TCP (and TLS) connection and performs the WebSocket handshake.
+/// Opens the WebSocket. Also returns the origin the registration signature must cover: the
+/// `Host` this request sends, which is what the server sees.
 async fn open(
     config: &ClientConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<Ws, SignalError> {
+) -> Result<(Ws, String), SignalError> {
     let url = &config.url;
     let request = url
         .as_str()
         .into_client_request()
         .map_err(|_| SignalError::Url(url.clone()))?;
+    let origin = request
+        .headers()
+        .get("Host")
+        .and_then(|h| h.to_str().ok())
+        .and_then(sealdesk_proto::signaling::normalize_origin)
+        .ok_or_else(|| SignalError::Url(url.clone()))?;
     let uri = request.uri();
     let secure = match uri.scheme_str() {
         Some("wss") => true,
@@ -599,7 +607,7 @@ async fn open(
     )
     .await
     .map_err(|e| connect_err(e.to_string()))?;
-    Ok(ws)
+    Ok((ws, origin))
 }
 
 async fn connect_tcp(addr: SocketAddr, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
@@ -627,7 +635,8 @@ pub async fn connect_raw(
 ) -> Result<(RawSocket, RoutingNumber), SignalError> {
     let tls = tls_config(config)?;
     let (ws, proto) = tokio::time::timeout(config.connect_timeout, async {
-        register(open(config, tls).await?, identity).await
+        let (ws, origin) = open(config, tls).await?;
+        register(ws, identity, origin).await
     })
     .await
     .map_err(|_| SignalError::Timeout(config.connect_timeout))??;
@@ -637,8 +646,12 @@ pub async fn connect_raw(
 
 /// Runs the registration exchange on a fresh socket. On success the state machine
 /// is registered and has queued the `Registered` event.
-async fn register(mut ws: Ws, identity: &IdentityKey) -> Result<(Ws, ClientConn), SignalError> {
-    let mut proto = ClientConn::new(identity.public());
+async fn register(
+    mut ws: Ws,
+    identity: &IdentityKey,
+    origin: String,
+) -> Result<(Ws, ClientConn), SignalError> {
+    let mut proto = ClientConn::new(identity.public(), origin);
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => proto.handle_text(t.as_str(), |b| identity.sign(b))?,

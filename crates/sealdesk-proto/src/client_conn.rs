@@ -79,15 +79,19 @@ enum State {
 #[derive(Debug)]
 pub struct ClientConn {
     device_key: DeviceKey,
+    origin: String,
     state: State,
     out: VecDeque<ClientOutput>,
 }
 
 impl ClientConn {
-    /// A new connection for the device with this identity key.
-    pub fn new(device_key: DeviceKey) -> Self {
+    /// A new connection for the device with this identity key, to the server it addressed
+    /// as `origin` (the `Host` of its WebSocket request; see
+    /// [`crate::signaling::normalize_origin`]).
+    pub fn new(device_key: DeviceKey, origin: String) -> Self {
         Self {
             device_key,
+            origin,
             state: State::AwaitChallenge,
             out: VecDeque::new(),
         }
@@ -123,7 +127,11 @@ impl ClientConn {
                 else {
                     return Err(ClientError::NoCommonVersion(versions));
                 };
-                let signature = sign(&registration_signing_bytes(&nonce, &self.device_key));
+                let signature = sign(&registration_signing_bytes(
+                    &self.origin,
+                    &nonce,
+                    &self.device_key,
+                ));
                 self.out
                     .push_back(ClientOutput::Send(ClientMessage::Register {
                         version,
@@ -203,8 +211,13 @@ mod tests {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
         let pk = DeviceKey::try_from_bytes(sk.verifying_key().to_bytes()).unwrap();
         let now = t0();
-        let mut server = ServerConn::new(now, Nonce([8; 32]), ConnLimits::default());
-        let mut client = ClientConn::new(pk);
+        let mut server = ServerConn::new(
+            now,
+            Nonce([8; 32]),
+            "sealdesk.test".into(),
+            ConnLimits::default(),
+        );
+        let mut client = ClientConn::new(pk, "sealdesk.test".into());
         let number = RoutingNumber::new(555_444_333).unwrap();
         let mut events = vec![];
         for _ in 0..4 {
@@ -231,6 +244,47 @@ mod tests {
         assert_eq!(client.routing_number(), Some(number));
     }
 
+    /// A malicious server that relays another server's challenge gets a signature bound to
+    /// its own name, which the other server refuses.
+    #[test]
+    fn a_signature_for_one_origin_does_not_register_at_another() {
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let pk = DeviceKey::try_from_bytes(sk.verifying_key().to_bytes()).unwrap();
+        let now = t0();
+        for (device_addressed, control) in [("relay.evil:443", false), ("sealdesk.test", true)] {
+            let mut server = ServerConn::new(
+                now,
+                Nonce([8; 32]),
+                "sealdesk.test".into(),
+                ConnLimits::default(),
+            );
+            let mut client = ClientConn::new(pk, device_addressed.into());
+            let Some(ServerOutput::Send(challenge)) = server.poll_output() else {
+                panic!()
+            };
+            client
+                .handle_text(&challenge.encode(), |b| {
+                    SignatureBytes(sk.sign(b).to_bytes())
+                })
+                .unwrap();
+            let Some(ClientOutput::Send(register)) = client.poll_output() else {
+                panic!()
+            };
+            server.handle_text(now, &register.encode());
+            match server.poll_output() {
+                Some(ServerOutput::Register(k)) => {
+                    assert!(control, "registered {k:?} across origins")
+                }
+                Some(ServerOutput::Close(reason, text)) => {
+                    assert!(!control, "{text}");
+                    assert_eq!(reason, crate::signaling::CloseReason::AuthFailed);
+                    assert!(text.contains("server sealdesk.test"), "{text}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn server_misbehaviour_is_an_error_not_a_panic() {
         let pk = DeviceKey::try_from_bytes(
@@ -239,7 +293,7 @@ mod tests {
                 .to_bytes(),
         )
         .unwrap();
-        let mut c = ClientConn::new(pk);
+        let mut c = ClientConn::new(pk, "sealdesk.test".into());
         let reg = ServerMessage::Registered {
             routing_number: RoutingNumber::new(123_456_789).unwrap(),
         }

@@ -15,7 +15,8 @@
 //! ```text
 //! server -> device  {"type":"challenge","versions":[1],"nonce":"<32 bytes>"}
 //! device -> server  {"type":"register","version":1,"device_key":"<32 bytes>","signature":"<64 bytes>"}
-//!                   signature = Ed25519(IK, "sealdesk/v1 signaling-register" ‖ LP(nonce) ‖ LP(device_key))
+//!                   signature = Ed25519(IK, "sealdesk/v1 signaling-register" ‖ LP(origin) ‖ LP(nonce) ‖ LP(device_key))
+//!                   origin = the Host of the WebSocket request, lower-case (e.g. "sealdesk.example.com")
 //! server -> device  {"type":"registered","routing_number":123456789}      (after it is durable)
 //!
 //! device -> server  {"type":"send","id":7,"to":987654321,"session":"<hex>","body":"<sealed bytes>"}
@@ -27,7 +28,8 @@
 //! ```
 //!
 //! The challenge nonce is fresh per connection, so a registration signature cannot be
-//! replayed on another connection. The server assigns each device key a stable routing
+//! replayed on another connection; the origin binds it to the server the device meant, so a
+//! malicious server cannot relay another server's challenge to register the device there. The server assigns each device key a stable routing
 //! number; the `from` of a forwarded envelope is the sender's authenticated number. The
 //! server never parses or stores envelope bodies: they are sealed by the endpoints
 //! (DESIGN.md §4), and the server is not trusted with them.
@@ -59,8 +61,8 @@
 //! let now = Instant::now(); // a shell reads the clock; the state machines never do
 //! let sk = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
 //! let key = DeviceKey::try_from_bytes(sk.verifying_key().to_bytes())?;
-//! let mut server = ServerConn::new(now, Nonce([2; 32]), ConnLimits::default());
-//! let mut client = ClientConn::new(key);
+//! let mut server = ServerConn::new(now, Nonce([2; 32]), "sealdesk.test".into(), ConnLimits::default());
+//! let mut client = ClientConn::new(key, "sealdesk.test".into());
 //! let mut registered = None;
 //! while registered.is_none() {
 //!     while let Some(out) = server.poll_output() {

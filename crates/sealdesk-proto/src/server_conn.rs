@@ -84,18 +84,22 @@ pub struct ServerConn {
     last_activity: Instant,
     envelopes: TokenBucket,
     out: VecDeque<ServerOutput>,
+    origin: String,
 }
 
 impl ServerConn {
-    /// A new connection at `now`, challenged with `nonce` (fresh random bytes).
-    /// The first output is the challenge.
-    pub fn new(now: Instant, nonce: Nonce, limits: ConnLimits) -> Self {
+    /// A new connection at `now`, challenged with `nonce` (fresh random bytes). `origin`
+    /// is this server as the device addressed it (the request's `Host`, or the configured
+    /// public origin; see [`crate::signaling::normalize_origin`]): registration signatures
+    /// must cover it. The first output is the challenge.
+    pub fn new(now: Instant, nonce: Nonce, origin: String, limits: ConnLimits) -> Self {
         let mut out = VecDeque::new();
         out.push_back(ServerOutput::Send(ServerMessage::Challenge {
             versions: SUPPORTED_VERSIONS.to_vec(),
             nonce,
         }));
         Self {
+            origin,
             state: State::AwaitRegister {
                 nonce,
                 deadline: now + limits.registration_timeout,
@@ -208,12 +212,15 @@ impl ServerConn {
                         ),
                     );
                 }
-                let signed = registration_signing_bytes(nonce, &device_key);
+                let signed = registration_signing_bytes(&self.origin, nonce, &device_key);
                 if !device_key.verify_strict(&signed, &signature) {
-                    return self.close(
-                        CloseReason::AuthFailed,
-                        "registration signature does not verify for this device key and this connection's challenge".into(),
+                    let text = format!(
+                        "registration signature does not verify for this device key, this connection's \
+                         challenge and server {} (a device that addressed another name, e.g. through a \
+                         proxy, must use that name; operators set `public_origin`)",
+                        self.origin
                     );
+                    return self.close(CloseReason::AuthFailed, text);
                 }
                 self.state = State::Registering;
                 self.out.push_back(ServerOutput::Register(device_key));
@@ -342,7 +349,7 @@ mod tests {
         nonce: Nonce,
         version: u16,
     ) -> String {
-        let sig = sk.sign(&registration_signing_bytes(&nonce, &pk));
+        let sig = sk.sign(&registration_signing_bytes("sealdesk.test", &nonce, &pk));
         ClientMessage::Register {
             version,
             device_key: pk,
@@ -357,7 +364,7 @@ mod tests {
 
     fn registered(now: Instant, limits: ConnLimits) -> ServerConn {
         let nonce = Nonce([5; 32]);
-        let mut c = ServerConn::new(now, nonce, limits);
+        let mut c = ServerConn::new(now, nonce, "sealdesk.test".into(), limits);
         let (sk, pk) = device(1);
         c.handle_text(now, &register_msg(&sk, pk, nonce, 1));
         let out = drain(&mut c);
@@ -392,12 +399,17 @@ mod tests {
         let (sk1, _) = device(1);
         let (_, pk2) = device(2);
         // Signed by key 1, claiming key 2.
-        let mut c = ServerConn::new(now, nonce, ConnLimits::default());
+        let mut c = ServerConn::new(now, nonce, "sealdesk.test".into(), ConnLimits::default());
         c.handle_text(now, &register_msg(&sk1, pk2, nonce, 1));
         assert_eq!(closed_with(&mut c).unwrap().0, CloseReason::AuthFailed);
         // A valid signature over another connection's nonce (a replay).
         let (sk, pk) = device(3);
-        let mut c = ServerConn::new(now, Nonce([6; 32]), ConnLimits::default());
+        let mut c = ServerConn::new(
+            now,
+            Nonce([6; 32]),
+            "sealdesk.test".into(),
+            ConnLimits::default(),
+        );
         c.handle_text(now, &register_msg(&sk, pk, nonce, 1));
         assert_eq!(closed_with(&mut c).unwrap().0, CloseReason::AuthFailed);
     }
@@ -407,13 +419,13 @@ mod tests {
         let now = t0();
         let nonce = Nonce([5; 32]);
         let (sk, pk) = device(1);
-        let mut c = ServerConn::new(now, nonce, ConnLimits::default());
+        let mut c = ServerConn::new(now, nonce, "sealdesk.test".into(), ConnLimits::default());
         c.handle_text(now, &register_msg(&sk, pk, nonce, 9));
         let (r, t) = closed_with(&mut c).unwrap();
         assert_eq!(r, CloseReason::UnsupportedVersion);
         assert!(t.contains("version 9"), "{t}");
 
-        let mut c = ServerConn::new(now, nonce, ConnLimits::default());
+        let mut c = ServerConn::new(now, nonce, "sealdesk.test".into(), ConnLimits::default());
         c.handle_text(now, r#"{"type":"watch","numbers":[]}"#);
         let (r, t) = closed_with(&mut c).unwrap();
         assert_eq!(r, CloseReason::OutOfOrder);
@@ -431,7 +443,7 @@ mod tests {
     fn timeouts() {
         let now = t0();
         let limits = ConnLimits::default();
-        let mut c = ServerConn::new(now, Nonce([0; 32]), limits);
+        let mut c = ServerConn::new(now, Nonce([0; 32]), "sealdesk.test".into(), limits);
         drain(&mut c);
         c.handle_timeout(now + Duration::from_secs(9));
         assert!(drain(&mut c).is_empty());

@@ -12,17 +12,35 @@ use crate::types::{Body, DeviceKey, Nonce, RoutingNumber, SessionId, SignatureBy
 pub const REGISTER_LABEL: &[u8] = b"sealdesk/v1 signaling-register";
 
 /// The exact bytes a device signs to register:
-/// `REGISTER_LABEL ‖ LP(nonce) ‖ LP(device_key)` with `LP(x)` = u32 big-endian length ‖ x.
+/// `REGISTER_LABEL ‖ LP(origin) ‖ LP(nonce) ‖ LP(device_key)` with `LP(x)` = u32 big-endian
+/// length ‖ x.
 ///
 /// The nonce is fresh per connection, so a signature is good for one connection only.
-pub fn registration_signing_bytes(nonce: &Nonce, device_key: &DeviceKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(REGISTER_LABEL.len() + 4 + 32 + 4 + 32);
+/// `origin` is the server's `host[:port]` as the device addressed it (the HTTP `Host` of
+/// the WebSocket request, lower-case), so a signature made for one server cannot be relayed
+/// by it to register the device at another. Use [`normalize_origin`] on both sides.
+pub fn registration_signing_bytes(origin: &str, nonce: &Nonce, device_key: &DeviceKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(REGISTER_LABEL.len() + 12 + origin.len() + 64);
     out.extend_from_slice(REGISTER_LABEL);
-    for part in [&nonce.0[..], &device_key.as_bytes()[..]] {
+    for part in [origin.as_bytes(), &nonce.0[..], &device_key.as_bytes()[..]] {
         out.extend_from_slice(&(part.len() as u32).to_be_bytes());
         out.extend_from_slice(part);
     }
     out
+}
+
+/// The most bytes an origin may have (a DNS name is at most 253, plus `:port`).
+pub const MAX_ORIGIN: usize = 260;
+
+/// The canonical form of a server origin: trimmed, ASCII lower-case. `None` if it is empty,
+/// too long, or holds anything but the characters of a host name, IP literal and port.
+pub fn normalize_origin(raw: &str) -> Option<String> {
+    let o = raw.trim().to_ascii_lowercase();
+    let ok = !o.is_empty()
+        && o.len() <= MAX_ORIGIN
+        && o.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    ok.then_some(o)
 }
 
 /// A message from a device to the server.
@@ -37,7 +55,7 @@ pub enum ClientMessage {
         version: u16,
         /// The device's Ed25519 identity public key.
         device_key: DeviceKey,
-        /// `Sig(IK, registration_signing_bytes(nonce, device_key))`.
+        /// `Sig(IK, registration_signing_bytes(origin, nonce, device_key))`.
         signature: SignatureBytes,
     },
     /// Asks the server to forward `body` to the device registered as `to`.
@@ -474,11 +492,31 @@ mod tests {
 
     #[test]
     fn signing_bytes_are_length_prefixed() {
-        let b = registration_signing_bytes(&Nonce([1; 32]), &key());
-        assert_eq!(b.len(), REGISTER_LABEL.len() + 72);
-        assert_eq!(
-            &b[REGISTER_LABEL.len()..REGISTER_LABEL.len() + 4],
-            &[0, 0, 0, 32]
+        let b = registration_signing_bytes("a.example:8443", &Nonce([1; 32]), &key());
+        let l = REGISTER_LABEL.len();
+        assert_eq!(b.len(), l + 4 + 14 + 72);
+        assert_eq!(&b[l..l + 4], &[0, 0, 0, 14]);
+        assert_eq!(&b[l + 4..l + 18], b"a.example:8443");
+        assert_eq!(&b[l + 18..l + 22], &[0, 0, 0, 32]);
+        assert_ne!(
+            b,
+            registration_signing_bytes("b.example:8443", &Nonce([1; 32]), &key())
         );
+    }
+
+    #[test]
+    fn origins_are_normalized() {
+        assert_eq!(
+            normalize_origin(" Relay.Example:443 ").as_deref(),
+            Some("relay.example:443")
+        );
+        assert_eq!(
+            normalize_origin("[::1]:8443").as_deref(),
+            Some("[::1]:8443")
+        );
+        assert_eq!(normalize_origin(""), None);
+        assert_eq!(normalize_origin("a b"), None);
+        assert_eq!(normalize_origin("a/b"), None);
+        assert_eq!(normalize_origin(&"a".repeat(MAX_ORIGIN + 1)), None);
     }
 }

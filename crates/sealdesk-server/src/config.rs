@@ -52,6 +52,11 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Serve `/metrics` (Prometheus text format).
     pub metrics: bool,
+    /// The name devices use to reach this server (`host[:port]` as in their URL).
+    /// Registration signatures cover the origin the device addressed, so a malicious
+    /// server cannot relay a device's registration to another. By default it is each
+    /// request's `Host` header; set it when a proxy in front rewrites `Host`.
+    pub public_origin: Option<String>,
     /// Resource limits.
     pub limits: Limits,
 }
@@ -64,6 +69,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             metrics: true,
+            public_origin: None,
             limits: Limits::default(),
         }
     }
@@ -166,6 +172,13 @@ impl ServerConfig {
         if l.max_connections == 0 {
             return bad("limits.max_connections must be at least 1".into());
         }
+        if let Some(o) = &self.public_origin {
+            if sealdesk_proto::signaling::normalize_origin(o).is_none() {
+                return bad(format!(
+                    "public_origin {o:?} is not a host[:port] (e.g. \"sealdesk.example.com\" or \"sealdesk.example.com:8443\")"
+                ));
+            }
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
                 bad("tls_cert and tls_key must be given together".into())
@@ -183,6 +196,18 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_origin_must_be_a_host_and_port() {
+        let mut c = ServerConfig {
+            public_origin: Some("sealdesk.example.com:8443".into()),
+            ..ServerConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        c.public_origin = Some("https://sealdesk.example.com/".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("is not a host[:port]"), "{err}");
+    }
 
     #[test]
     fn file_overrides_defaults_and_unknown_keys_are_named() {

@@ -22,6 +22,7 @@ pub(crate) const REJECTION_REASONS: &[&str] = &[
     "server_error",
     "rate_limited_ip",
     "max_connections",
+    "bad_host",
     "envelope_rate_limited",
     "peer_offline",
     "unknown_number",

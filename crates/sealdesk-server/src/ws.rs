@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use sealdesk_proto::server_conn::{ServerConn, ServerOutput};
+use sealdesk_proto::signaling::normalize_origin;
 use sealdesk_proto::{CloseReason, ErrorCode, Nonce, RoutingNumber, ServerMessage};
 
 use crate::hub::{DeliverError, Inbox, Outbox};
@@ -35,9 +36,25 @@ impl Drop for ConnGuard {
 pub(crate) async fn handler(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let limits = state.config.limits;
+    // The origin registration signatures must cover: configured, else the request's Host.
+    let origin = state
+        .config
+        .public_origin
+        .as_deref()
+        .or_else(|| {
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .and_then(normalize_origin);
+    let Some(origin) = origin else {
+        state.metrics.reject("bad_host");
+        return (StatusCode::BAD_REQUEST, "missing or invalid Host header\n").into_response();
+    };
     if !state.ip_limiter.allow(peer.ip(), Instant::now()) {
         state.metrics.reject("rate_limited_ip");
         return (
@@ -69,7 +86,7 @@ pub(crate) async fn handler(
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
         .on_upgrade(move |socket| async move {
-            run(socket, state, peer).await;
+            run(socket, state, peer, origin).await;
             drop(guard);
         })
 }
@@ -94,13 +111,18 @@ struct Conn {
     watching: HashSet<RoutingNumber>,
 }
 
-async fn run(mut socket: WebSocket, state: Arc<AppState>, peer: SocketAddr) {
+async fn run(mut socket: WebSocket, state: Arc<AppState>, peer: SocketAddr, origin: String) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let mut nonce = Nonce([0; 32]);
     rand::rngs::OsRng.fill_bytes(&mut nonce.0);
     let (outbox, mut inbox) = Outbox::new(conn_id, state.config.limits.outbound_queue_bytes);
     let mut conn = Conn {
-        proto: ServerConn::new(Instant::now(), nonce, state.config.limits.conn_limits()),
+        proto: ServerConn::new(
+            Instant::now(),
+            nonce,
+            origin,
+            state.config.limits.conn_limits(),
+        ),
         state,
         outbox,
         watching: HashSet::new(),

@@ -128,12 +128,18 @@ async fn challenge(ws: &mut Raw) -> Nonce {
     }
 }
 
-fn register(key: &IdentityKey, claimed: &IdentityKey, nonce: &Nonce, version: u16) -> String {
+fn register(
+    origin: &str,
+    key: &IdentityKey,
+    claimed: &IdentityKey,
+    nonce: &Nonce,
+    version: u16,
+) -> String {
     let pk = claimed.public();
     ClientMessage::Register {
         version,
         device_key: pk,
-        signature: key.sign(&registration_signing_bytes(nonce, &pk)),
+        signature: key.sign(&registration_signing_bytes(origin, nonce, &pk)),
     }
     .encode()
 }
@@ -147,7 +153,11 @@ async fn a_key_not_held_or_a_replayed_signature_is_refused() {
     // Claiming the victim's key with the attacker's signature.
     let mut ws = server.raw().await;
     let nonce = challenge(&mut ws).await;
-    send_text(&mut ws, register(&attacker, &victim, &nonce, 1)).await;
+    send_text(
+        &mut ws,
+        register(&server.origin(), &attacker, &victim, &nonce, 1),
+    )
+    .await;
     let (code, reason) = close_of(&mut ws).await;
     assert_eq!(code, 4002, "{reason}");
     assert!(reason.contains("signature"), "{reason}");
@@ -155,7 +165,7 @@ async fn a_key_not_held_or_a_replayed_signature_is_refused() {
     // The victim registers; the attacker records the message and replays it.
     let mut ws = server.raw().await;
     let nonce = challenge(&mut ws).await;
-    let recorded = register(&victim, &victim, &nonce, 1);
+    let recorded = register(&server.origin(), &victim, &victim, &nonce, 1);
     send_text(&mut ws, recorded.clone()).await;
     assert!(next_text(&mut ws).await.contains("registered"));
     let mut replay = server.raw().await;
@@ -171,7 +181,7 @@ async fn raw_registered(server: &TestServer) -> (Raw, RoutingNumber) {
     let key = IdentityKey::generate(&mut rand::rngs::OsRng);
     let mut ws = server.raw().await;
     let nonce = challenge(&mut ws).await;
-    send_text(&mut ws, register(&key, &key, &nonce, 1)).await;
+    send_text(&mut ws, register(&server.origin(), &key, &key, &nonce, 1)).await;
     match ServerMessage::decode(&next_text(&mut ws).await).unwrap() {
         ServerMessage::Registered { routing_number } => (ws, routing_number),
         other => panic!("{other:?}"),
@@ -222,7 +232,7 @@ async fn bad_input_gets_its_specific_error_and_others_are_still_served() {
     let key = IdentityKey::generate(&mut rand::rngs::OsRng);
     let mut ws = server.raw().await;
     let nonce = challenge(&mut ws).await;
-    send_text(&mut ws, register(&key, &key, &nonce, 2)).await;
+    send_text(&mut ws, register(&server.origin(), &key, &key, &nonce, 2)).await;
     let (code, reason) = close_of(&mut ws).await;
     assert_eq!(code, 4001);
     assert!(reason.contains("version 2"), "{reason}");
@@ -530,4 +540,53 @@ fn the_shipped_example_config_is_valid_and_matches_the_defaults() {
     let d = sealdesk_server::ServerConfig::default();
     assert_eq!(c.listen, d.listen);
     assert_eq!(format!("{:?}", c.limits), format!("{:?}", d.limits));
+}
+
+/// A malicious server that relays our challenge gets a signature for its own name; this
+/// server refuses it. Behind a proxy, `public_origin` names what devices sign.
+#[tokio::test]
+async fn registration_is_bound_to_the_server_the_device_addressed() {
+    let server = TestServer::start(limits()).await;
+    let key = IdentityKey::generate(&mut rand::rngs::OsRng);
+    let mut ws = server.raw().await;
+    let nonce = challenge(&mut ws).await;
+    send_text(
+        &mut ws,
+        register("relay.evil.example:443", &key, &key, &nonce, 1),
+    )
+    .await;
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, 4002, "{reason}");
+    assert!(
+        reason.contains(&format!("server {}", server.origin())),
+        "{reason}"
+    );
+    // Positive control: the same device, signing for this server, is registered.
+    let mut ws = server.raw().await;
+    let nonce = challenge(&mut ws).await;
+    send_text(&mut ws, register(&server.origin(), &key, &key, &nonce, 1)).await;
+    assert!(next_text(&mut ws).await.contains("registered"));
+
+    // With a public origin configured, that name is what counts, not the Host header.
+    let dir = tempfile::tempdir().unwrap();
+    let config = sealdesk_server::ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.path().to_owned()),
+        public_origin: Some("Sealdesk.Example.com".into()),
+        limits: limits(),
+        ..sealdesk_server::ServerConfig::default()
+    };
+    let proxied = TestServer::start_with(dir, config).await;
+    let mut ws = proxied.raw().await;
+    let nonce = challenge(&mut ws).await;
+    send_text(&mut ws, register(&proxied.origin(), &key, &key, &nonce, 1)).await;
+    assert_eq!(close_of(&mut ws).await.0, 4002);
+    let mut ws = proxied.raw().await;
+    let nonce = challenge(&mut ws).await;
+    send_text(
+        &mut ws,
+        register("sealdesk.example.com", &key, &key, &nonce, 1),
+    )
+    .await;
+    assert!(next_text(&mut ws).await.contains("registered"));
 }

@@ -27,6 +27,11 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "SEALDESK_TLS_KEY", value_name = "FILE")]
     tls_key: Option<PathBuf>,
 
+    /// The name devices use to reach this server, `host[:port]` as in their URL. Needed
+    /// only behind a proxy that rewrites the Host header: registration signatures cover it.
+    #[arg(long, env = "SEALDESK_PUBLIC_ORIGIN", value_name = "HOST[:PORT]")]
+    public_origin: Option<String>,
+
     /// Maximum open connections.
     #[arg(long, env = "SEALDESK_MAX_CONNECTIONS", value_name = "N")]
     max_connections: Option<usize>,
@@ -51,6 +56,9 @@ impl ServerArgs {
         }
         if self.tls_key.is_some() {
             config.tls_key = self.tls_key;
+        }
+        if self.public_origin.is_some() {
+            config.public_origin = self.public_origin;
         }
         if let Some(n) = self.max_connections {
             config.limits.max_connections = n;

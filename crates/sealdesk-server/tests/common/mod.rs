@@ -39,6 +39,10 @@ impl TestServer {
             limits,
             ..ServerConfig::default()
         };
+        Self::start_with(dir, config).await
+    }
+
+    pub async fn start_with(dir: tempfile::TempDir, config: ServerConfig) -> Self {
         let server = Server::bind(config).await.unwrap();
         let url = server.url();
         let addr = server.local_addr();
@@ -53,6 +57,11 @@ impl TestServer {
             dir,
             task,
         }
+    }
+
+    /// The `Host` a client sends to this server (`127.0.0.1:port`).
+    pub fn origin(&self) -> String {
+        self.addr.to_string()
     }
 
     /// Stops the server and waits for it; returns the data directory.
