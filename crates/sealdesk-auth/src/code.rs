@@ -224,6 +224,10 @@ impl CodeLimits {
         }
     }
 
+    pub(crate) fn is_used(&self) -> bool {
+        self.used
+    }
+
     pub(crate) fn attempts_left(&self) -> u8 {
         MAX_ATTEMPTS.saturating_sub(self.attempts)
     }

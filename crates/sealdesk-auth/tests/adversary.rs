@@ -388,6 +388,7 @@ fn a_code_lets_in_only_one_session() {
     let d = Devices::new();
     let mut host = new_host(11, t0());
     let code = typed(&host);
+    assert!(!host.is_finished(t0()));
     let run = attended_run(
         &d,
         &mut host,
@@ -400,6 +401,7 @@ fn a_code_lets_in_only_one_session() {
     );
     let first = run.wire.clone();
     run.approve().unwrap();
+    assert!(host.is_finished(t0()), "a used code is finished");
     let run = attended_run(
         &d,
         &mut host,

@@ -102,7 +102,8 @@ impl AttendedHost {
 
     /// Whether the code can no longer be used (expired, spent or exhausted).
     pub fn is_finished(&self, now: Instant) -> bool {
-        self.limits.is_expired(now)
+        self.limits.is_used()
+            || self.limits.is_expired(now)
             || self.limits.attempts_left() == 0 && self.limits.in_flight_deadline().is_none()
     }
 
