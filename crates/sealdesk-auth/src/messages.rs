@@ -537,7 +537,7 @@ impl IdentityPayload {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.raw(self.key.as_bytes())
-            .label(&self.label)
+            .short_str(&self.label)
             .u16(self.permissions)
             .raw(&self.sig.0)
             .raw(&self.mac);
@@ -550,7 +550,7 @@ impl IdentityPayload {
             .map_err(|_| DecodeError::Invalid("identity key"))?;
         let v = Self {
             key,
-            label: r.label("label")?,
+            label: r.short_str("label", crate::MAX_LABEL_BYTES)?,
             permissions: r.u16("permissions")?,
             sig: SignatureBytes(r.array("signature")?),
             mac: r.array("mac")?,

@@ -89,11 +89,13 @@
 //! ```
 
 pub mod client_conn;
+pub mod control;
 pub mod limits;
 pub mod rate;
 pub mod server_conn;
 pub mod signaling;
 pub mod types;
+pub mod wire;
 
 pub use signaling::{ClientMessage, CloseReason, DecodeError, ErrorCode, ServerMessage};
 pub use types::{Body, DeviceKey, InvalidValue, Nonce, RoutingNumber, SessionId, SignatureBytes};
