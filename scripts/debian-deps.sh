@@ -1,8 +1,9 @@
 # Sourced by scripts/test and scripts/demo: installs the Debian packages sealdesk needs
 # to build and test, when they are missing.
 # C/C++ compilers for the bundled SQLite, aws-lc (rustls' crypto) and libFuzzer
-# (fuzz targets are compile-checked).
-packages=(gcc g++ libc6-dev make pkg-config ca-certificates)
+# (fuzz targets are compile-checked). Xvfb for sealdesk-media's capture and XTest tests, which
+# start their own X server (no xauth needed: -nolisten tcp, local socket only).
+packages=(gcc g++ libc6-dev make pkg-config ca-certificates xvfb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,0 +1,430 @@
+//! sealdesk's WebRTC session (DESIGN.md §4 "After DTLS connects", §5).
+//!
+//! [`Session`] wraps one [`str0m::Rtc`] and keeps str0m's single-mutation invariant inside:
+//! every call that changes the engine drains it at once into this type's own queues, so the
+//! caller simply moves bytes. Like str0m it does no I/O and reads no clock: a shell (one
+//! task with a UDP socket) feeds it packets and time.
+//!
+//! The fingerprints are bound to the authentication core:
+//! - The local DTLS fingerprint ([`Session::local_fingerprint`]) goes into the handshake
+//!   (`fp_v`/`fp_h`), and the SDPs travel only through `sealdesk_auth::sealed`, which
+//!   refuses any SDP whose fingerprint is not the authenticated one.
+//! - After DTLS connects, the remote certificate's fingerprint as str0m saw it must equal
+//!   the authenticated `fp_peer` (and ours `fp_local`). Until that check passes, nothing is
+//!   delivered or sent on the data channels; if it fails, the session ends
+//!   ([`SessionEvent::Closed`] with [`SessionError::FingerprintMismatch`]). str0m's own
+//!   fingerprint verification stays on (it is never disabled).
+//!
+//! The `control` data channel carries [`ControlMessage`]s; malformed ones are reported and
+//! dropped, never a panic.
+//!
+//! Driving two sessions in memory (a shell does the same with a UDP socket: send every
+//! [`Session::poll_transmit`], feed every datagram to [`Session::handle_receive`], and call
+//! [`Session::handle_timeout`] at [`Session::poll_timeout`]):
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use sealdesk_rtc::{Session, SessionEvent};
+//! use sealdesk_proto::control::ControlMessage;
+//! # #[allow(clippy::disallowed_methods)]
+//! let mut now = Instant::now();
+//! let (va, ha) = ("127.0.0.1:5001".parse()?, "127.0.0.1:5002".parse()?);
+//! let (mut viewer, mut host) = (Session::new(now, va)?, Session::new(now, ha)?);
+//! // In sealdesk these come out of the authenticated handshake, and the SDPs travel sealed.
+//! viewer.set_peer_fingerprint(host.local_fingerprint());
+//! host.set_peer_fingerprint(viewer.local_fingerprint());
+//! let answer = host.accept_offer(&viewer.create_offer()?)?;
+//! viewer.accept_answer(&answer)?;
+//! let mut got = None;
+//! for _ in 0..1000 {
+//!     while let Some(t) = viewer.poll_transmit() { host.handle_receive(now, va, t.destination, &t.contents); }
+//!     while let Some(t) = host.poll_transmit() { viewer.handle_receive(now, ha, t.destination, &t.contents); }
+//!     while let Some(e) = viewer.poll_event() {
+//!         if e == SessionEvent::Ready { viewer.send_control(&ControlMessage::RequestKeyframe)?; }
+//!     }
+//!     while let Some(e) = host.poll_event() {
+//!         if let SessionEvent::Control(m) = e { got = Some(m); }
+//!     }
+//!     if got.is_some() { break; }
+//!     now += Duration::from_millis(5);
+//!     viewer.handle_timeout(now);
+//!     host.handle_timeout(now);
+//! }
+//! assert_eq!(got, Some(ControlMessage::RequestKeyframe));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sealdesk_auth::sdp::DtlsFingerprint;
+use sealdesk_proto::control::ControlMessage;
+use sealdesk_proto::wire::WireError;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// The label of the control data channel.
+pub const CONTROL_CHANNEL: &str = "control";
+
+/// Why a session failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The DTLS peer is not the one the handshake authenticated.
+    #[error("the connection's DTLS certificate is not the one authenticated in the handshake — someone tampered with the connection (expected {expected:?}, got {got})")]
+    FingerprintMismatch {
+        /// The authenticated fingerprint.
+        expected: DtlsFingerprint,
+        /// What DTLS presented (hex, or "none").
+        got: String,
+    },
+    /// An SDP str0m could not use.
+    #[error("the session description could not be used: {0}")]
+    Sdp(String),
+    /// An operation in the wrong state (e.g. an answer with no offer pending).
+    #[error("{0}")]
+    State(&'static str),
+    /// The WebRTC engine failed.
+    #[error("WebRTC error: {0}")]
+    Rtc(String),
+    /// The local address cannot be a candidate.
+    #[error("cannot use {0} as a local candidate")]
+    Candidate(SocketAddr),
+    /// A control message could not be encoded or sent.
+    #[error("cannot send on the control channel: {0}")]
+    Send(String),
+}
+
+/// Something the application must know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// DTLS connected, both fingerprints matched the authenticated ones, and the control
+    /// channel is open: the session may carry application data now.
+    Ready,
+    /// A control message from the peer.
+    Control(ControlMessage),
+    /// A control message that did not decode (dropped).
+    Malformed(WireError),
+    /// ICE lost the path (may come back: give it a grace period, then restart ICE).
+    Disconnected,
+    /// The session ended.
+    Closed(Option<SessionError>),
+}
+
+/// A packet to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// From this local address.
+    pub source: SocketAddr,
+    /// To this address.
+    pub destination: SocketAddr,
+    /// The datagram.
+    pub contents: Vec<u8>,
+}
+
+/// One WebRTC session, fingerprint-bound.
+pub struct Session {
+    rtc: Rtc,
+    fp_local: DtlsFingerprint,
+    fp_peer: Option<DtlsFingerprint>,
+    pending: Option<SdpPendingOffer>,
+    control: Option<ChannelId>,
+    dtls_ok: bool,
+    ready: bool,
+    closed: bool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SessionEvent>,
+    timeout: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("fp_local", &self.fp_local)
+            .field("fp_peer", &self.fp_peer)
+            .field("ready", &self.ready)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_fp(f: &str0m::crypto::Fingerprint) -> Option<DtlsFingerprint> {
+    if !f.hash_func.eq_ignore_ascii_case("sha-256") {
+        return None;
+    }
+    let bytes: [u8; 32] = f.bytes.as_slice().try_into().ok()?;
+    Some(DtlsFingerprint(bytes))
+}
+
+impl Session {
+    /// A session with one host candidate at `local` (a bound UDP socket's address).
+    pub fn new(now: Instant, local: SocketAddr) -> Result<Self, SessionError> {
+        let mut rtc = Rtc::builder().build(now);
+        let candidate =
+            Candidate::host(local, "udp").map_err(|_| SessionError::Candidate(local))?;
+        rtc.add_local_candidate(candidate);
+        let fp_local = to_fp(rtc.direct_api().local_dtls_fingerprint()).ok_or(
+            SessionError::State("str0m's local fingerprint is not sha-256"),
+        )?;
+        let mut s = Self {
+            rtc,
+            fp_local,
+            fp_peer: None,
+            pending: None,
+            control: None,
+            dtls_ok: false,
+            ready: false,
+            closed: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            timeout: now,
+        };
+        s.drain();
+        Ok(s)
+    }
+
+    /// This side's DTLS certificate fingerprint: put it in the handshake.
+    pub fn local_fingerprint(&self) -> DtlsFingerprint {
+        self.fp_local
+    }
+
+    /// The peer's fingerprint as the handshake authenticated it. Must be set before any SDP
+    /// is applied.
+    pub fn set_peer_fingerprint(&mut self, fp: DtlsFingerprint) {
+        self.fp_peer = Some(fp);
+    }
+
+    /// Viewer: the offer (with the control channel) to seal and send.
+    pub fn create_offer(&mut self) -> Result<String, SessionError> {
+        if self.fp_peer.is_none() {
+            return Err(SessionError::State("no authenticated peer fingerprint yet"));
+        }
+        let mut api = self.rtc.sdp_api();
+        api.add_channel(CONTROL_CHANNEL.to_owned());
+        let (offer, pending) = api.apply().ok_or(SessionError::State("nothing to offer"))?;
+        self.pending = Some(pending);
+        self.drain();
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Host: applies the viewer's offer (already opened and checked by the sealed channel)
+    /// and returns the answer to seal and send.
+    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, SessionError> {
+        if self.fp_peer.is_none() {
+            return Err(SessionError::State("no authenticated peer fingerprint yet"));
+        }
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SessionError::Sdp(e.to_string()))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SessionError::Sdp(e.to_string()));
+        self.drain();
+        Ok(answer?.to_sdp_string())
+    }
+
+    /// Viewer: applies the host's answer (already opened and checked by the sealed channel).
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), SessionError> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or(SessionError::State("an answer with no offer pending"))?;
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| SessionError::Sdp(e.to_string()))?;
+        let r = self
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| SessionError::Sdp(e.to_string()));
+        self.drain();
+        r
+    }
+
+    /// A datagram arrived on the socket bound at `destination`.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(contents) = data.try_into() else {
+            return; // not STUN/DTLS/RTP: not for us
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if self.rtc.accepts(&input) {
+            if let Err(e) = self.rtc.handle_input(input) {
+                self.fail(SessionError::Rtc(e.to_string()));
+            }
+        }
+        self.drain();
+    }
+
+    /// Time passed; call at [`Session::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            self.fail(SessionError::Rtc(e.to_string()));
+        }
+        self.drain();
+    }
+
+    /// Sends a control message. Refused until the session is [`SessionEvent::Ready`].
+    pub fn send_control(&mut self, msg: &ControlMessage) -> Result<(), SessionError> {
+        let bytes = msg
+            .encode()
+            .map_err(|e| SessionError::Send(e.to_string()))?;
+        self.send_control_bytes(&bytes)
+    }
+
+    /// Sends raw bytes on the control channel, as a misbehaving peer would (tests and fuzzing
+    /// of the receiver). Refused until ready, like [`Session::send_control`].
+    pub fn send_control_bytes(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        if !self.ready {
+            return Err(SessionError::State(
+                "the session is not ready (fingerprints not yet verified)",
+            ));
+        }
+        let id = self
+            .control
+            .ok_or(SessionError::State("no control channel"))?;
+        let result = match self.rtc.channel(id) {
+            Some(mut ch) => ch
+                .write(true, bytes)
+                .map(|_| ())
+                .map_err(|e| SessionError::Send(e.to_string())),
+            None => Err(SessionError::State("the control channel is closed")),
+        };
+        self.drain();
+        result
+    }
+
+    /// Ends the session.
+    pub fn close(&mut self) {
+        self.rtc.disconnect();
+        self.drain();
+        if !self.closed {
+            self.closed = true;
+            self.events.push_back(SessionEvent::Closed(None));
+        }
+    }
+
+    /// The next packet to send. Call until `None` after every `handle_*`/`send_*`.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event. Call until `None` after every `handle_*`/`send_*`.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Session::handle_timeout`].
+    pub fn poll_timeout(&self) -> Instant {
+        self.timeout
+    }
+
+    /// Whether the session may carry application data.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    fn fail(&mut self, e: SessionError) {
+        self.rtc.disconnect();
+        if !self.closed {
+            self.closed = true;
+            self.ready = false;
+            self.events.push_back(SessionEvent::Closed(Some(e)));
+        }
+    }
+
+    /// Checks the DTLS peer against the authenticated fingerprints (DESIGN.md §4).
+    fn bind(&mut self) -> Result<(), SessionError> {
+        let expected = self
+            .fp_peer
+            .ok_or(SessionError::State("no authenticated peer fingerprint"))?;
+        let api = self.rtc.direct_api();
+        let got = api.remote_dtls_fingerprint().and_then(to_fp);
+        let local = to_fp(api.local_dtls_fingerprint());
+        match got {
+            Some(fp) if fp == expected && local == Some(self.fp_local) => Ok(()),
+            other => Err(SessionError::FingerprintMismatch {
+                expected,
+                got: other.map_or_else(|| "none".to_owned(), |f| f.to_sdp()),
+            }),
+        }
+    }
+
+    /// Drains str0m to its next timeout (the single-mutation invariant).
+    fn drain(&mut self) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => {
+                    if !self.closed {
+                        self.transmits.push_back(Transmit {
+                            source: t.source,
+                            destination: t.destination,
+                            contents: t.contents.to_vec(),
+                        });
+                    }
+                }
+                Ok(Output::Event(e)) => self.on_event(e),
+                Err(e) => {
+                    self.fail(SessionError::Rtc(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        if self.closed {
+            return;
+        }
+        match e {
+            Event::Connected => match self.bind() {
+                Ok(()) => {
+                    self.dtls_ok = true;
+                    self.maybe_ready();
+                }
+                Err(err) => self.fail(err),
+            },
+            Event::ChannelOpen(id, label) if label == CONTROL_CHANNEL => {
+                self.control = Some(id);
+                self.maybe_ready();
+            }
+            Event::ChannelData(d) if Some(d.id) == self.control && self.ready => {
+                match ControlMessage::decode(&d.data) {
+                    Ok(m) => self.events.push_back(SessionEvent::Control(m)),
+                    Err(err) => self.events.push_back(SessionEvent::Malformed(err)),
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.events.push_back(SessionEvent::Disconnected);
+            }
+            _ => {}
+        }
+    }
+
+    fn maybe_ready(&mut self) {
+        if self.dtls_ok && self.control.is_some() && !self.ready {
+            self.ready = true;
+            self.events.push_back(SessionEvent::Ready);
+        }
+    }
+}
