@@ -63,6 +63,8 @@ use sealdesk_proto::control::ControlMessage;
 use sealdesk_proto::wire::WireError;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -98,6 +100,15 @@ pub enum SessionError {
     Send(String),
 }
 
+/// A video codec both sides can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// VP9 (the default: best bitrate on screen content).
+    Vp9,
+    /// VP8 (compatibility).
+    Vp8,
+}
+
 /// Something the application must know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -107,6 +118,19 @@ pub enum SessionEvent {
     Ready,
     /// A control message from the peer.
     Control(ControlMessage),
+    /// A complete encoded video frame from the host (viewer side).
+    Video {
+        /// Its codec.
+        codec: VideoCodec,
+        /// Presentation time, 90 kHz.
+        time_90khz: u64,
+        /// False if packets before it were lost (ask for a keyframe).
+        contiguous: bool,
+        /// The encoded frame.
+        data: Vec<u8>,
+    },
+    /// The viewer asked for a keyframe (host side: encode the next frame as one).
+    KeyframeRequested,
     /// A control message that did not decode (dropped).
     Malformed(WireError),
     /// ICE lost the path (may come back: give it a grace period, then restart ICE).
@@ -133,6 +157,7 @@ pub struct Session {
     fp_peer: Option<DtlsFingerprint>,
     pending: Option<SdpPendingOffer>,
     control: Option<ChannelId>,
+    video: Option<Mid>,
     dtls_ok: bool,
     ready: bool,
     closed: bool,
@@ -176,6 +201,7 @@ impl Session {
             fp_peer: None,
             pending: None,
             control: None,
+            video: None,
             dtls_ok: false,
             ready: false,
             closed: false,
@@ -198,12 +224,13 @@ impl Session {
         self.fp_peer = Some(fp);
     }
 
-    /// Viewer: the offer (with the control channel) to seal and send.
+    /// Viewer: the offer (a receive-only video track and the control channel) to seal and send.
     pub fn create_offer(&mut self) -> Result<String, SessionError> {
         if self.fp_peer.is_none() {
             return Err(SessionError::State("no authenticated peer fingerprint yet"));
         }
         let mut api = self.rtc.sdp_api();
+        self.video = Some(api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None));
         api.add_channel(CONTROL_CHANNEL.to_owned());
         let (offer, pending) = api.apply().ok_or(SessionError::State("nothing to offer"))?;
         self.pending = Some(pending);
@@ -305,6 +332,75 @@ impl Session {
                 .map(|_| ())
                 .map_err(|e| SessionError::Send(e.to_string())),
             None => Err(SessionError::State("the control channel is closed")),
+        };
+        self.drain();
+        result
+    }
+
+    /// Host: the codec video will be sent with (VP9 if the viewer offered it, else VP8).
+    pub fn video_codec(&mut self) -> Option<VideoCodec> {
+        let mid = self.video?;
+        let writer = self.rtc.writer(mid)?;
+        let has = |c: Codec| writer.payload_params().any(|p| p.spec().codec == c);
+        if has(Codec::Vp9) {
+            Some(VideoCodec::Vp9)
+        } else if has(Codec::Vp8) {
+            Some(VideoCodec::Vp8)
+        } else {
+            None
+        }
+    }
+
+    /// Host: sends one encoded frame (str0m packetizes it). Refused until ready.
+    pub fn send_video(
+        &mut self,
+        now: Instant,
+        codec: VideoCodec,
+        time_90khz: u64,
+        frame: &[u8],
+    ) -> Result<(), SessionError> {
+        if !self.ready {
+            return Err(SessionError::State(
+                "the session is not ready (fingerprints not yet verified)",
+            ));
+        }
+        let mid = self.video.ok_or(SessionError::State("no video track"))?;
+        let want = match codec {
+            VideoCodec::Vp9 => Codec::Vp9,
+            VideoCodec::Vp8 => Codec::Vp8,
+        };
+        let result = match self.rtc.writer(mid) {
+            Some(writer) => {
+                let pt = writer
+                    .payload_params()
+                    .find(|p| p.spec().codec == want)
+                    .map(|p| p.pt());
+                match pt {
+                    Some(pt) => writer
+                        .write(
+                            pt,
+                            now,
+                            MediaTime::new(time_90khz, Frequency::NINETY_KHZ),
+                            frame.to_vec(),
+                        )
+                        .map_err(|e| SessionError::Send(e.to_string())),
+                    None => Err(SessionError::State("the peer did not accept this codec")),
+                }
+            }
+            None => Err(SessionError::State("the video track is not sending")),
+        };
+        self.drain();
+        result
+    }
+
+    /// Viewer: asks the host for a keyframe (picture loss).
+    pub fn request_keyframe(&mut self) -> Result<(), SessionError> {
+        let mid = self.video.ok_or(SessionError::State("no video track"))?;
+        let result = match self.rtc.writer(mid) {
+            Some(mut w) => w
+                .request_keyframe(None, KeyframeRequestKind::Pli)
+                .map_err(|e| SessionError::Send(e.to_string())),
+            None => Err(SessionError::State("no video track")),
         };
         self.drain();
         result
@@ -413,6 +509,25 @@ impl Session {
                     Ok(m) => self.events.push_back(SessionEvent::Control(m)),
                     Err(err) => self.events.push_back(SessionEvent::Malformed(err)),
                 }
+            }
+            Event::MediaAdded(m) if m.kind == MediaKind::Video => self.video = Some(m.mid),
+            Event::MediaData(d) if self.ready && Some(d.mid) == self.video => {
+                let codec = match d.params.spec().codec {
+                    Codec::Vp9 => Some(VideoCodec::Vp9),
+                    Codec::Vp8 => Some(VideoCodec::Vp8),
+                    _ => None,
+                };
+                if let Some(codec) = codec {
+                    self.events.push_back(SessionEvent::Video {
+                        codec,
+                        time_90khz: d.time.rebase(Frequency::NINETY_KHZ).numer(),
+                        contiguous: d.contiguous,
+                        data: d.data.to_vec(),
+                    });
+                }
+            }
+            Event::KeyframeRequest(_) if self.ready => {
+                self.events.push_back(SessionEvent::KeyframeRequested)
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.events.push_back(SessionEvent::Disconnected);

@@ -150,6 +150,31 @@ fn sealed_offer_and_answer_then_control_messages_both_ways() {
     assert!(he.contains(&SessionEvent::Control(key)), "{he:?}");
     assert!(ve.contains(&SessionEvent::Control(layout)), "{ve:?}");
 
+    // Video: the host sends an encoded frame; the viewer gets it whole, with its codec.
+    assert_eq!(h.video_codec(), Some(sealdesk_rtc::VideoCodec::Vp9));
+    let frame: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    h.send_video(
+        Instant::now(),
+        sealdesk_rtc::VideoCodec::Vp9,
+        90_000,
+        &frame,
+    )
+    .unwrap();
+    let (ve, _) = drive(&mut v, &mut h, |a, _| {
+        a.iter().any(|e| matches!(e, SessionEvent::Video { .. }))
+    });
+    let got = ve.iter().find_map(|e| match e {
+        SessionEvent::Video { codec, data, .. } => Some((*codec, data.clone())),
+        _ => None,
+    });
+    assert_eq!(got, Some((sealdesk_rtc::VideoCodec::Vp9, frame)), "{ve:?}");
+    // A keyframe request reaches the host.
+    v.request_keyframe().unwrap();
+    let (_, he) = drive(&mut v, &mut h, |_, b| {
+        b.contains(&SessionEvent::KeyframeRequested)
+    });
+    assert!(he.contains(&SessionEvent::KeyframeRequested), "{he:?}");
+
     // A corrupted control message is reported and dropped; the channel keeps working.
     v.send_control_bytes(&[0x13, 0, 0]).unwrap();
     v.send_control(&ControlMessage::ReleaseAll).unwrap();
