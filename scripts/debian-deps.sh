@@ -2,8 +2,9 @@
 # to build and test, when they are missing.
 # C/C++ compilers for the bundled SQLite, aws-lc (rustls' crypto) and libFuzzer
 # (fuzz targets are compile-checked). Xvfb for sealdesk-media's capture and XTest tests, which
-# start their own X server (no xauth needed: -nolisten tcp, local socket only).
-packages=(gcc g++ libc6-dev make pkg-config ca-certificates xvfb)
+# start their own X server (no xauth needed: -nolisten tcp, local socket only). libvpx-dev for
+# sealdesk-media's VP9/VP8 encoder and decoder (found with pkg-config by env-libvpx-sys).
+packages=(gcc g++ libc6-dev make pkg-config ca-certificates xvfb libvpx-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,4 +1,4 @@
-//! Screen capture and input injection for the sealdesk host on X11 — an `[os]` crate
+//! Screen capture, video coding and input injection for sealdesk on X11 — an `[os]` crate
 //! (DESIGN.md §5, §9).
 //!
 //! * [`capture::Capturer`] grabs frames of a monitor (or the whole root window) with MIT-SHM into
@@ -8,9 +8,13 @@
 //! * [`input::Injector`] injects pointer, wheel and key events with XTest, remembers every key and
 //!   button it holds down and releases them all on [`input::Injector::release_all`] or drop.
 //!
-//! Both talk to the X server with [`x11rb`]'s pure-Rust connection (no libxcb), each on its own
-//! connection, so capture and injection can live on different threads. Encoding (libvpx) is not
-//! part of this crate yet.
+//! * [`convert::I420Frame`] converts captured BGRX to I420 and decoded I420 back to BGRA/RGBA
+//!   (SIMD, the `yuv` crate).
+//! * [`encode::Encoder`] and [`decode::Decoder`] wrap libvpx (Debian `libvpx-dev`) for realtime
+//!   VP9 (default) and VP8 with screen-content tuning, CBR and keyframes only on request.
+//!
+//! Capture and injection talk to the X server with [`x11rb`]'s pure-Rust connection (no
+//! libxcb), each on its own connection, so they can live on different threads.
 //!
 //! # Driving it
 //!
@@ -20,20 +24,38 @@
 //!
 //! ```no_run
 //! use sealdesk_media::capture::Capturer;
+//! use sealdesk_media::convert::I420Frame;
+//! use sealdesk_media::encode::{Encoder, EncoderConfig};
 //! use sealdesk_media::input::{Button, Injector};
+//! use sealdesk_media::Codec;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut capturer = Capturer::connect(None)?; // $DISPLAY
 //! let monitor = capturer.monitors()?.into_iter().next().ok_or("no monitor")?;
 //! let mut injector = Injector::connect(None)?;
+//! // Even sizes only: a real host crops an odd monitor by one pixel.
+//! let mut encoder = Encoder::new(
+//!     Codec::Vp9,
+//!     monitor.rect.width,
+//!     monitor.rect.height,
+//!     EncoderConfig::default(),
+//! )?;
 //!
 //! // Once per frame tick (e.g. every 33 ms):
 //! let dirty = capturer.poll_damage()?;
 //! if dirty.iter().any(|r| r.intersects(&monitor.rect)) {
 //!     let frame = capturer.grab(monitor.rect)?;
 //!     // frame.data() is BGRX, frame.stride() bytes per row: convert to I420 and encode.
-//!     let _ = (frame.width(), frame.height(), frame.data().len());
+//!     let i420 = I420Frame::from_capture(&frame)?;
+//!     let pts_ms = 0; // milliseconds since the stream started
+//!     let keyframe_requested = false; // a PLI arrived
+//!     for encoded in encoder.encode(&i420, pts_ms, keyframe_requested)? {
+//!         // one RTP frame each: str0m's Writer::write(pt, now, rtp_time, encoded.data)
+//!         let _ = (encoded.keyframe, encoded.data.len());
+//!     }
 //! }
+//! // The congestion controller's estimate moved:
+//! encoder.set_bitrate(2_500)?;
 //! let cursor = capturer.poll_cursor()?;
 //! if let Some(shape) = &cursor.shape {
 //!     // the cursor image changed: send shape.argb to the viewer
@@ -54,11 +76,16 @@
 //! ```
 
 pub mod capture;
+pub mod convert;
+pub mod decode;
+pub mod encode;
 mod geometry;
 pub mod input;
+mod vpx;
 mod x11;
 
 pub use geometry::{Monitor, Rect};
+pub use vpx::{Codec, VpxError};
 pub use x11::XError;
 
 #[cfg(test)]
@@ -69,5 +96,7 @@ mod tests {
         fn send<T: Send>() {}
         send::<crate::capture::Capturer>();
         send::<crate::input::Injector>();
+        send::<crate::encode::Encoder>();
+        send::<crate::decode::Decoder>();
     }
 }

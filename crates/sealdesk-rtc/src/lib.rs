@@ -54,6 +54,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod driver;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -248,9 +248,25 @@ fn dtls_with_another_certificate_ends_the_session_before_any_data() {
     ));
 }
 
-/// The same over real UDP sockets on loopback, driven by one task per side.
+/// The next event `want` accepts, within 10 s.
+async fn wait(
+    rx: &mut tokio::sync::mpsc::Receiver<SessionEvent>,
+    want: fn(&SessionEvent) -> bool,
+) -> Result<SessionEvent, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = rx.recv().await {
+            if want(&e) {
+                return e;
+            }
+        }
+        panic!("session ended");
+    })
+    .await
+}
+
+/// The same over real UDP sockets on loopback, each side driven by its own task.
 #[tokio::test]
-async fn over_real_udp_sockets() {
+async fn over_real_udp_sockets_with_the_driver() {
     use tokio::net::UdpSocket;
     let vsock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let hsock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -264,70 +280,38 @@ async fn over_real_udp_sockets() {
         .seal(SealedKind::Offer, v.create_offer().unwrap().as_bytes())
         .unwrap();
     let body = hs.open(&offer).unwrap().body;
-    let answer = hs
-        .seal(
-            SealedKind::Answer,
-            h.accept_offer(std::str::from_utf8(&body).unwrap())
-                .unwrap()
-                .as_bytes(),
-        )
-        .unwrap();
+    let answer = h.accept_offer(std::str::from_utf8(&body).unwrap()).unwrap();
+    let answer = hs.seal(SealedKind::Answer, answer.as_bytes()).unwrap();
     v.accept_answer(std::str::from_utf8(&vs.open(&answer).unwrap().body).unwrap())
         .unwrap();
 
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    // Set by the host when it got the message; the viewer keeps driving until then.
-    let done = Arc::new(AtomicBool::new(false));
+    let (vh, mut vev, vtask) = sealdesk_rtc::driver::spawn(v, vsock);
+    let (hh, mut hev, htask) = sealdesk_rtc::driver::spawn(h, hsock);
+    wait(&mut vev, |e| *e == SessionEvent::Ready).await.unwrap();
+    wait(&mut hev, |e| *e == SessionEvent::Ready).await.unwrap();
 
-    async fn run(
-        mut s: Session,
-        sock: UdpSocket,
-        send: Option<ControlMessage>,
-        done: Arc<AtomicBool>,
-    ) -> Vec<SessionEvent> {
-        let local = sock.local_addr().unwrap();
-        let mut events = Vec::new();
-        let mut buf = vec![0u8; 2000];
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut sent = false;
-        while Instant::now() < deadline {
-            while let Some(t) = s.poll_transmit() {
-                sock.send_to(&t.contents, t.destination).await.unwrap();
-            }
-            while let Some(e) = s.poll_event() {
-                events.push(e);
-            }
-            if s.is_ready() && !sent {
-                if let Some(m) = &send {
-                    s.send_control(m).unwrap();
-                }
-                sent = true;
-                continue;
-            }
-            if events.iter().any(|e| matches!(e, SessionEvent::Control(_))) {
-                done.store(true, Ordering::SeqCst);
-            }
-            if done.load(Ordering::SeqCst) {
-                break;
-            }
-            let wait = s
-                .poll_timeout()
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
-            match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
-                Ok(Ok((n, from))) => s.handle_receive(Instant::now(), from, local, &buf[..n]),
-                _ => s.handle_timeout(Instant::now()),
-            }
-        }
-        events
-    }
     let msg = ControlMessage::Clipboard {
         text: "hello from the viewer".into(),
     };
-    let hv = tokio::spawn(run(h, hsock, None, done.clone()));
-    let vv = tokio::spawn(run(v, vsock, Some(msg.clone()), done));
-    let (he, ve) = (hv.await.unwrap(), vv.await.unwrap());
-    assert!(ready(&ve) && ready(&he), "viewer {ve:?} host {he:?}");
-    assert!(he.contains(&SessionEvent::Control(msg)), "{he:?}");
+    vh.send_control(msg.clone()).await.unwrap();
+    let got = wait(&mut hev, |e| matches!(e, SessionEvent::Control(_)))
+        .await
+        .unwrap();
+    assert_eq!(got, SessionEvent::Control(msg));
+
+    let frame = vec![7u8; 20_000];
+    assert!(hh.try_send_video(sealdesk_rtc::VideoCodec::Vp9, 3000, frame.clone()));
+    let got = wait(&mut vev, |e| matches!(e, SessionEvent::Video { .. }))
+        .await
+        .unwrap();
+    assert!(matches!(got, SessionEvent::Video { data, .. } if data == frame));
+
+    // Closing one side ends its task; the other notices its channel gone when it closes too.
+    vh.close().await;
+    wait(&mut vev, |e| matches!(e, SessionEvent::Closed(_)))
+        .await
+        .unwrap();
+    vtask.await.unwrap();
+    hh.close().await;
+    htask.await.unwrap();
 }

@@ -1,0 +1,173 @@
+//! The thin I/O shell around a [`Session`]: one tokio task owns the session and its UDP
+//! socket, and talks to the application through bounded channels.
+//!
+//! Video never blocks the network loop: a frame offered while the command queue is full is
+//! refused at once ([`DriverHandle::try_send_video`] returns `false`; the host then forces a
+//! keyframe on the next frame), and a received frame that finds the event queue full is
+//! dropped and a keyframe is requested, so a slow decoder costs quality, not liveness.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sealdesk_proto::control::ControlMessage;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::{Session, SessionError, SessionEvent, VideoCodec};
+
+/// Commands queued to the driver task.
+const COMMAND_QUEUE: usize = 64;
+/// Events queued to the application.
+const EVENT_QUEUE: usize = 256;
+/// The largest datagram read.
+const MAX_DATAGRAM: usize = 2048;
+
+enum Command {
+    Control(ControlMessage),
+    Video {
+        codec: VideoCodec,
+        time_90khz: u64,
+        frame: Vec<u8>,
+    },
+    RequestKeyframe,
+    Close,
+}
+
+/// The application's side of a running session.
+#[derive(Debug, Clone)]
+pub struct DriverHandle {
+    cmds: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Control(_) => "Control",
+            Command::Video { .. } => "Video",
+            Command::RequestKeyframe => "RequestKeyframe",
+            Command::Close => "Close",
+        })
+    }
+}
+
+impl DriverHandle {
+    /// Queues a control message (waits while the queue is full).
+    pub async fn send_control(&self, msg: ControlMessage) -> Result<(), SessionError> {
+        self.cmds
+            .send(Command::Control(msg))
+            .await
+            .map_err(|_| SessionError::State("the session has ended"))
+    }
+
+    /// Offers an encoded frame; `false` if the queue is full (the frame is dropped: force a
+    /// keyframe next) or the session has ended.
+    pub fn try_send_video(&self, codec: VideoCodec, time_90khz: u64, frame: Vec<u8>) -> bool {
+        self.cmds
+            .try_send(Command::Video {
+                codec,
+                time_90khz,
+                frame,
+            })
+            .is_ok()
+    }
+
+    /// Asks the host for a keyframe.
+    pub async fn request_keyframe(&self) -> Result<(), SessionError> {
+        self.cmds
+            .send(Command::RequestKeyframe)
+            .await
+            .map_err(|_| SessionError::State("the session has ended"))
+    }
+
+    /// Ends the session.
+    pub async fn close(&self) {
+        let _ = self.cmds.send(Command::Close).await;
+    }
+}
+
+/// Starts the task that drives `session` over `socket`. Events arrive on the returned
+/// receiver; the task ends when the session closes or every handle is dropped.
+pub fn spawn(
+    session: Session,
+    socket: UdpSocket,
+) -> (DriverHandle, mpsc::Receiver<SessionEvent>, JoinHandle<()>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let task = tokio::spawn(run(session, socket, cmd_rx, ev_tx));
+    (DriverHandle { cmds: cmd_tx }, ev_rx, task)
+}
+
+async fn run(
+    mut session: Session,
+    socket: UdpSocket,
+    mut cmds: mpsc::Receiver<Command>,
+    events: mpsc::Sender<SessionEvent>,
+) {
+    let local: SocketAddr = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = events
+                .send(SessionEvent::Closed(Some(SessionError::Rtc(e.to_string()))))
+                .await;
+            return;
+        }
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        // Flush what the last step produced.
+        while let Some(t) = session.poll_transmit() {
+            if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                tracing::debug!(error = %e, dest = %t.destination, "send failed");
+            }
+        }
+        while let Some(e) = session.poll_event() {
+            let closed = matches!(e, SessionEvent::Closed(_));
+            match e {
+                SessionEvent::Video { .. } => {
+                    if events.try_send(e).is_err() && !events.is_closed() {
+                        tracing::debug!("viewer behind: dropped a frame, asking for a keyframe");
+                        let _ = session.request_keyframe();
+                    }
+                }
+                other => {
+                    if events.send(other).await.is_err() {
+                        session.close();
+                        return;
+                    }
+                }
+            }
+            if closed {
+                return;
+            }
+        }
+        let deadline = tokio::time::Instant::from_std(session.poll_timeout());
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    if let Some(data) = buf.get(..n) {
+                        session.handle_receive(Instant::now(), from, local, data);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "receive failed"),
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(Command::Control(m)) => {
+                    if let Err(e) = session.send_control(&m) {
+                        tracing::debug!(error = %e, "control message not sent");
+                    }
+                }
+                Some(Command::Video { codec, time_90khz, frame }) => {
+                    if let Err(e) = session.send_video(Instant::now(), codec, time_90khz, &frame) {
+                        tracing::debug!(error = %e, "frame not sent");
+                    }
+                }
+                Some(Command::RequestKeyframe) => {
+                    let _ = session.request_keyframe();
+                }
+                Some(Command::Close) | None => session.close(),
+            },
+            () = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now()),
+        }
+    }
+}
