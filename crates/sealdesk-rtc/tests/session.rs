@@ -60,6 +60,23 @@ fn handshake(fp_v: DtlsFingerprint, fp_h: DtlsFingerprint) -> (SealedSignaling, 
     (viewer_sealed, host_sealed)
 }
 
+/// Runs the handshake with the sessions' real fingerprints, then offer and answer through
+/// the sealed channels, and applies them: the path every honest session takes.
+fn connect_sealed(v: &mut Session, h: &mut Session) {
+    let (mut vs, mut hs) = handshake(v.local_fingerprint(), h.local_fingerprint());
+    v.set_peer_fingerprint(*vs.fp_peer());
+    h.set_peer_fingerprint(*hs.fp_peer());
+    let offer = vs
+        .seal(SealedKind::Offer, v.create_offer().unwrap().as_bytes())
+        .unwrap();
+    let body = hs.open(&offer).unwrap().body;
+    let answer = h.accept_offer(std::str::from_utf8(&body).unwrap()).unwrap();
+    let answer = hs.seal(SealedKind::Answer, answer.as_bytes()).unwrap();
+    let body = vs.open(&answer).unwrap().body;
+    v.accept_answer(std::str::from_utf8(&body).unwrap())
+        .unwrap();
+}
+
 /// Moves packets between the two sessions until both are quiet or `until` returns true.
 fn drive(
     v: &mut Session,
@@ -112,21 +129,7 @@ fn sessions() -> (Session, Session) {
 #[test]
 fn sealed_offer_and_answer_then_control_messages_both_ways() {
     let (mut v, mut h) = sessions();
-    let (mut vs, mut hs) = handshake(v.local_fingerprint(), h.local_fingerprint());
-    v.set_peer_fingerprint(*vs.fp_peer());
-    h.set_peer_fingerprint(*hs.fp_peer());
-
-    let offer = vs
-        .seal(SealedKind::Offer, v.create_offer().unwrap().as_bytes())
-        .unwrap();
-    let opened = hs.open(&offer).unwrap();
-    let answer = h
-        .accept_offer(std::str::from_utf8(&opened.body).unwrap())
-        .unwrap();
-    let answer = hs.seal(SealedKind::Answer, answer.as_bytes()).unwrap();
-    let opened = vs.open(&answer).unwrap();
-    v.accept_answer(std::str::from_utf8(&opened.body).unwrap())
-        .unwrap();
+    connect_sealed(&mut v, &mut h);
 
     // Nothing may be sent before the fingerprints are verified.
     assert!(matches!(
@@ -273,17 +276,7 @@ async fn over_real_udp_sockets_with_the_driver() {
     let now = Instant::now();
     let mut v = Session::new(now, vsock.local_addr().unwrap()).unwrap();
     let mut h = Session::new(now, hsock.local_addr().unwrap()).unwrap();
-    let (mut vs, mut hs) = handshake(v.local_fingerprint(), h.local_fingerprint());
-    v.set_peer_fingerprint(*vs.fp_peer());
-    h.set_peer_fingerprint(*hs.fp_peer());
-    let offer = vs
-        .seal(SealedKind::Offer, v.create_offer().unwrap().as_bytes())
-        .unwrap();
-    let body = hs.open(&offer).unwrap().body;
-    let answer = h.accept_offer(std::str::from_utf8(&body).unwrap()).unwrap();
-    let answer = hs.seal(SealedKind::Answer, answer.as_bytes()).unwrap();
-    v.accept_answer(std::str::from_utf8(&vs.open(&answer).unwrap().body).unwrap())
-        .unwrap();
+    connect_sealed(&mut v, &mut h);
 
     let (vh, mut vev, vtask) = sealdesk_rtc::driver::spawn(v, vsock);
     let (hh, mut hev, htask) = sealdesk_rtc::driver::spawn(h, hsock);
