@@ -83,6 +83,7 @@ mod geometry;
 pub mod input;
 mod vpx;
 mod x11;
+pub mod xvfb;
 
 pub use geometry::{Monitor, Rect};
 pub use vpx::{Codec, VpxError};

@@ -5,12 +5,9 @@
     reason = "each test binary uses a different subset of the helpers"
 )]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use sealdesk_media::Rect;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
@@ -20,82 +17,34 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::COPY_DEPTH_FROM_PARENT;
 
-/// How long to wait for Xvfb to announce its display, or for an event to arrive.
+/// How long to wait for an event to arrive.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running Xvfb, killed on drop.
+/// A running Xvfb (the library's launcher) and plain clients of it.
 pub(crate) struct Xvfb {
-    child: Child,
+    inner: sealdesk_media::xvfb::Xvfb,
     /// `":N"`.
     pub(crate) display: String,
 }
 
 impl Xvfb {
-    /// Start `Xvfb` on a free display (`-displayfd`), `width`×`height` at depth 24, black root,
-    /// no TCP, no reset when the last client leaves.
+    /// Start `Xvfb` on a free display, `width`×`height` at depth 24, black root.
     pub(crate) fn start(width: u32, height: u32) -> anyhow::Result<Self> {
         Self::start_with(width, height, &[])
     }
 
     /// [`Xvfb::start`] with extra server arguments (e.g. `["-extension", "RANDR"]`).
     pub(crate) fn start_with(width: u32, height: u32, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new("Xvfb")
-            .args(extra)
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                &format!("{width}x{height}x24"),
-                "-nolisten",
-                "tcp",
-                "-noreset",
-                "-br",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot run Xvfb ({e}); these tests need a real X server: \
-                     install xvfb: apt-get install -y xvfb"
-                )
-            })?;
-        let stdout = child.stdout.take().context("Xvfb stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut xvfb = Self {
-            child,
-            display: String::new(),
-        };
-        let line = rx
-            .recv_timeout(TIMEOUT)
-            .context("Xvfb did not report a display number within 10 s")?;
-        let number: u32 = line
-            .trim()
-            .parse()
-            .with_context(|| format!("Xvfb exited or printed {line:?} instead of a display"))?;
-        xvfb.display = format!(":{number}");
-        Ok(xvfb)
+        let inner = sealdesk_media::xvfb::Xvfb::start_with(width, height, extra)?;
+        let display = inner.display().to_owned();
+        Ok(Self { inner, display })
     }
 
     /// A fresh plain client connection and its root window.
     pub(crate) fn client(&self) -> anyhow::Result<(RustConnection, Window)> {
-        let (conn, screen) = RustConnection::connect(Some(&self.display))?;
+        let (conn, screen) = RustConnection::connect(Some(self.inner.display()))?;
         let root = conn.setup().roots[screen].root;
         Ok((conn, root))
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
