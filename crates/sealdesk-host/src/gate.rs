@@ -181,7 +181,13 @@ mod tests {
             Verdict::Ignore
         );
         assert_eq!(
-            g.check(t, &ControlMessage::MonitorLayout { monitors: vec![] }),
+            g.check(
+                t,
+                &ControlMessage::MonitorLayout {
+                    monitors: vec![],
+                    active: 0
+                }
+            ),
             Verdict::Ignore
         );
         assert_eq!(

@@ -16,12 +16,16 @@
 //! 0x13 Key            keysym:u32  down:bool                             X11 keysym; explicit key-up
 //! 0x14 ReleaseAll                                                       release every held key and button
 //! 0x20 Clipboard      kind:u8  data:bytes32                             1 = UTF-8 text; ≤ 256 KiB
-//! 0x30 MonitorLayout  n:u8 × {x:i32 y:i32 width:u16 height:u16 primary:bool}   host → viewer, ≤ 16
+//! 0x30 MonitorLayout  n:u8  active:u8  n × {x:i32 y:i32 width:u16 height:u16 primary:bool}
+//!                                                                       host → viewer, ≤ 16; active = streamed
 //! 0x31 SelectMonitor  index:u8                                          viewer → host
 //! 0x32 RequestKeyframe                                                  viewer → host
 //! 0x33 Permissions    bits:u16                                          host → viewer (what is allowed)
 //! 0x34 InputRefused   count:u32                                         host → viewer (view-only)
 //! 0x35 End            reason:u8  text:str8                              either; the session ends
+//! 0x36 Cursor         x:i32  y:i32                                      host → viewer (hotspot, streamed-monitor pixels)
+//! 0x37 CursorShape    width:u16 height:u16 hot_x:u16 hot_y:u16 rgba:(4·w·h bytes)
+//!                                                                       host → viewer; ≤ 128×128, straight alpha
 //! 0x40 Ping           id:u32  sent_micros:u64                           either; answered by Pong
 //! 0x41 Pong           id:u32  sent_micros:u64                           echoes the Ping
 //! 0x42 Stats          fps_x10:u16  kbps:u32  rtt_ms:u16  loss_permille:u16   viewer → host
@@ -39,6 +43,8 @@ pub const MAX_CLIPBOARD_BYTES: usize = MAX_CONTROL_MESSAGE - 16;
 pub const MAX_MONITORS: usize = 16;
 /// The most bytes of an end reason's text.
 pub const MAX_END_TEXT: usize = 200;
+/// The widest (and tallest) cursor image.
+pub const MAX_CURSOR_SIDE: u16 = 128;
 
 /// Capability bits in [`ControlMessage::Hello`].
 pub mod caps {
@@ -151,10 +157,12 @@ pub enum ControlMessage {
         /// The UTF-8 text.
         text: String,
     },
-    /// The host's monitors.
+    /// The host's monitors, and which one is streamed.
     MonitorLayout {
         /// At most [`MAX_MONITORS`].
         monitors: Vec<Monitor>,
+        /// Index of the monitor the video shows (pointer coordinates refer to it).
+        active: u8,
     },
     /// The viewer wants monitor `index`.
     SelectMonitor {
@@ -179,6 +187,27 @@ pub enum ControlMessage {
         reason: EndReason,
         /// Words for people, at most [`MAX_END_TEXT`] bytes.
         text: String,
+    },
+    /// Where the host's pointer is (its hotspot), in pixels of the streamed monitor; may
+    /// lie outside it when the pointer is on another monitor.
+    Cursor {
+        /// Column.
+        x: i32,
+        /// Row.
+        y: i32,
+    },
+    /// The host's cursor image changed.
+    CursorShape {
+        /// Width, at most [`MAX_CURSOR_SIDE`].
+        width: u16,
+        /// Height, at most [`MAX_CURSOR_SIDE`].
+        height: u16,
+        /// Hotspot column (inside the image).
+        hot_x: u16,
+        /// Hotspot row.
+        hot_y: u16,
+        /// `4 · width · height` bytes: R, G, B, A per pixel, straight (not premultiplied) alpha.
+        rgba: Vec<u8>,
     },
     /// Round-trip probe.
     Ping {
@@ -220,6 +249,8 @@ const T_KEYFRAME: u8 = 0x32;
 const T_PERMISSIONS: u8 = 0x33;
 const T_REFUSED: u8 = 0x34;
 const T_END: u8 = 0x35;
+const T_CURSOR: u8 = 0x36;
+const T_CURSOR_SHAPE: u8 = 0x37;
 const T_PING: u8 = 0x40;
 const T_PONG: u8 = 0x41;
 const T_STATS: u8 = 0x42;
@@ -232,9 +263,18 @@ pub enum EncodeError {
     /// Clipboard text over [`MAX_CLIPBOARD_BYTES`].
     #[error("clipboard text of {0} bytes is over the {MAX_CLIPBOARD_BYTES}-byte limit")]
     ClipboardTooLarge(usize),
-    /// More than [`MAX_MONITORS`] monitors.
-    #[error("{0} monitors is over the limit of {MAX_MONITORS}")]
+    /// More than [`MAX_MONITORS`] monitors, or an active index outside the list.
+    #[error("{0} monitors is over the limit of {MAX_MONITORS}, or the active one is not listed")]
     TooManyMonitors(usize),
+    /// A cursor image over [`MAX_CURSOR_SIDE`], with its hotspot outside, or whose pixel
+    /// bytes do not match its size.
+    #[error("cursor image {width}x{height} is over {MAX_CURSOR_SIDE} pixels a side, has its hotspot outside, or has the wrong number of bytes")]
+    BadCursor {
+        /// Its width.
+        width: u16,
+        /// Its height.
+        height: u16,
+    },
 }
 
 impl ControlMessage {
@@ -283,11 +323,13 @@ impl ControlMessage {
                     .u8(CLIPBOARD_TEXT)
                     .bytes32(text.as_bytes());
             }
-            ControlMessage::MonitorLayout { monitors } => {
-                if monitors.len() > MAX_MONITORS {
+            ControlMessage::MonitorLayout { monitors, active } => {
+                if monitors.len() > MAX_MONITORS || usize::from(*active) >= monitors.len().max(1) {
                     return Err(EncodeError::TooManyMonitors(monitors.len()));
                 }
-                w.u8(T_LAYOUT).u8(u8::try_from(monitors.len()).unwrap_or(0));
+                w.u8(T_LAYOUT)
+                    .u8(u8::try_from(monitors.len()).unwrap_or(0))
+                    .u8(*active);
                 for m in monitors {
                     w.i32(m.x)
                         .i32(m.y)
@@ -315,6 +357,29 @@ impl ControlMessage {
                 }
                 let clean: String = text[..cut].chars().filter(|c| !c.is_control()).collect();
                 w.u8(T_END).u8(reason.byte()).short_str(&clean);
+            }
+            ControlMessage::Cursor { x, y } => {
+                w.u8(T_CURSOR).i32(*x).i32(*y);
+            }
+            ControlMessage::CursorShape {
+                width,
+                height,
+                hot_x,
+                hot_y,
+                rgba,
+            } => {
+                if !cursor_ok(*width, *height, *hot_x, *hot_y, rgba.len()) {
+                    return Err(EncodeError::BadCursor {
+                        width: *width,
+                        height: *height,
+                    });
+                }
+                w.u8(T_CURSOR_SHAPE)
+                    .u16(*width)
+                    .u16(*height)
+                    .u16(*hot_x)
+                    .u16(*hot_y)
+                    .raw(rgba);
             }
             ControlMessage::Ping { id, sent_micros } => {
                 w.u8(T_PING).u32(*id).u64(*sent_micros);
@@ -396,6 +461,10 @@ impl ControlMessage {
                         max: MAX_MONITORS,
                     });
                 }
+                let active = r.u8("active monitor")?;
+                if usize::from(active) >= n.max(1) {
+                    return Err(WireError::Invalid("active monitor"));
+                }
                 let mut monitors = Vec::with_capacity(n);
                 for _ in 0..n {
                     monitors.push(Monitor {
@@ -406,7 +475,7 @@ impl ControlMessage {
                         primary: r.bool("monitor primary")?,
                     });
                 }
-                ControlMessage::MonitorLayout { monitors }
+                ControlMessage::MonitorLayout { monitors, active }
             }
             T_SELECT => ControlMessage::SelectMonitor {
                 index: r.u8("index")?,
@@ -422,6 +491,25 @@ impl ControlMessage {
                 reason: EndReason::from_byte(r.u8("reason")?),
                 text: r.short_str("text", MAX_END_TEXT)?,
             },
+            T_CURSOR => ControlMessage::Cursor {
+                x: r.i32("cursor x")?,
+                y: r.i32("cursor y")?,
+            },
+            T_CURSOR_SHAPE => {
+                let (width, height) = (r.u16("cursor width")?, r.u16("cursor height")?);
+                let (hot_x, hot_y) = (r.u16("cursor hot_x")?, r.u16("cursor hot_y")?);
+                let len = usize::from(width) * usize::from(height) * 4;
+                if !cursor_ok(width, height, hot_x, hot_y, len) {
+                    return Err(WireError::Invalid("cursor size or hotspot"));
+                }
+                ControlMessage::CursorShape {
+                    width,
+                    height,
+                    hot_x,
+                    hot_y,
+                    rgba: r.take(len, "cursor pixels")?.to_vec(),
+                }
+            }
             T_PING => ControlMessage::Ping {
                 id: r.u32("id")?,
                 sent_micros: r.u64("sent")?,
@@ -446,6 +534,16 @@ impl ControlMessage {
         r.finish()?;
         Ok(msg)
     }
+}
+
+/// A cursor image is at most [`MAX_CURSOR_SIDE`] a side, not empty, has its hotspot inside,
+/// and `len` bytes of pixels.
+fn cursor_ok(width: u16, height: u16, hot_x: u16, hot_y: u16, len: usize) -> bool {
+    (1..=MAX_CURSOR_SIDE).contains(&width)
+        && (1..=MAX_CURSOR_SIDE).contains(&height)
+        && hot_x < width
+        && hot_y < height
+        && len == usize::from(width) * usize::from(height) * 4
 }
 
 #[cfg(test)]
@@ -493,6 +591,7 @@ mod tests {
                         primary: false,
                     },
                 ],
+                active: 1,
             },
             ControlMessage::SelectMonitor { index: 1 },
             ControlMessage::RequestKeyframe,
@@ -501,6 +600,14 @@ mod tests {
             ControlMessage::End {
                 reason: EndReason::HostStopped,
                 text: "the host stopped sharing".into(),
+            },
+            ControlMessage::Cursor { x: -3, y: 1079 },
+            ControlMessage::CursorShape {
+                width: 2,
+                height: 3,
+                hot_x: 1,
+                hot_y: 2,
+                rgba: (0..24).collect(),
             },
             ControlMessage::Ping {
                 id: 9,
@@ -588,6 +695,44 @@ mod tests {
             ControlMessage::decode(&[0x30, 17]),
             Err(WireError::TooLong { .. })
         ));
+        assert_eq!(
+            ControlMessage::decode(&[0x30, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1]),
+            Err(WireError::Invalid("active monitor"))
+        );
+        // Cursor images: bounded, hotspot inside, and exactly their pixels.
+        assert_eq!(
+            ControlMessage::decode(&[0x37, 1, 1, 0, 1, 0, 0, 0, 0]),
+            Err(WireError::Invalid("cursor size or hotspot"))
+        );
+        assert_eq!(
+            ControlMessage::decode(&[0x37, 0, 1, 0, 1, 0, 1, 0, 0, 1, 2, 3, 4]),
+            Err(WireError::Invalid("cursor size or hotspot"))
+        );
+        assert!(ControlMessage::decode(&[0x37, 0, 1, 0, 1, 0, 0, 0, 0, 1, 2, 3]).is_err());
+        assert_eq!(
+            ControlMessage::CursorShape {
+                width: 1,
+                height: 1,
+                hot_x: 0,
+                hot_y: 0,
+                rgba: vec![0; 3],
+            }
+            .encode(),
+            Err(EncodeError::BadCursor {
+                width: 1,
+                height: 1
+            })
+        );
+        let biggest = ControlMessage::CursorShape {
+            width: MAX_CURSOR_SIDE,
+            height: MAX_CURSOR_SIDE,
+            hot_x: 0,
+            hot_y: 0,
+            rgba: vec![0; 4 * usize::from(MAX_CURSOR_SIDE) * usize::from(MAX_CURSOR_SIDE)],
+        }
+        .encode()
+        .unwrap();
+        assert!(biggest.len() <= MAX_CONTROL_MESSAGE);
         assert_eq!(
             ControlMessage::decode(&[0x7e]),
             Err(WireError::UnexpectedTag {
