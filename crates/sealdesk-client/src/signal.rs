@@ -544,6 +544,63 @@ fn tls_config(config: &ClientConfig) -> Result<Option<Arc<rustls::ClientConfig>>
     Ok(Some(Arc::new(tls)))
 }
 
+/// The addresses a `ws://` or `wss://` URL names.
+async fn resolve(
+    url: &str,
+    uri: &tokio_tungstenite::tungstenite::http::Uri,
+) -> Result<Vec<SocketAddr>, SignalError> {
+    let secure = match uri.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => return Err(SignalError::Url(url.to_owned())),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| SignalError::Url(url.to_owned()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| SignalError::Connect {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?
+        .collect();
+    Ok(addrs)
+}
+
+/// The local address this machine sends from to reach the signaling server at `url`: the
+/// one its WebRTC host candidate should use (a loopback server gives a loopback address).
+/// Nothing is sent: a connected UDP socket only asks the routing table.
+pub async fn local_ip_towards(url: &str) -> Result<IpAddr, SignalError> {
+    let request = url
+        .into_client_request()
+        .map_err(|_| SignalError::Url(url.to_owned()))?;
+    let addrs = resolve(url, request.uri()).await?;
+    let mut last = String::from("no addresses");
+    for addr in addrs {
+        let any: SocketAddr = if addr.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let probe = std::net::UdpSocket::bind(any).and_then(|s| {
+            s.connect(addr)?;
+            s.local_addr()
+        });
+        match probe {
+            Ok(local) => return Ok(local.ip()),
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(SignalError::Connect {
+        url: url.to_owned(),
+        message: format!("no route to the server ({last})"),
+    })
+}
+
 /// Opens the TCP (and TLS) connection and performs the WebSocket handshake.
 /// Opens the WebSocket. Also returns the origin the registration signature must cover: the
 /// `Host` this request sends, which is what the server sees.
@@ -562,27 +619,11 @@ async fn open(
         .and_then(|h| h.to_str().ok())
         .and_then(sealdesk_proto::signaling::normalize_origin)
         .ok_or_else(|| SignalError::Url(url.clone()))?;
-    let uri = request.uri();
-    let secure = match uri.scheme_str() {
-        Some("wss") => true,
-        Some("ws") => false,
-        _ => return Err(SignalError::Url(url.clone())),
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| SignalError::Url(url.clone()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let addrs = resolve(url, request.uri()).await?;
     let connect_err = |message: String| SignalError::Connect {
         url: url.clone(),
         message,
     };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| connect_err(e.to_string()))?
-        .collect();
     let mut last = String::from("no addresses");
     let mut stream = None;
     for addr in addrs {

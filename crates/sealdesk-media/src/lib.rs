@@ -7,6 +7,8 @@
 //!   ([`capture::Capturer::poll_cursor`]).
 //! * [`input::Injector`] injects pointer, wheel and key events with XTest, remembers every key and
 //!   button it holds down and releases them all on [`input::Injector::release_all`] or drop.
+//! * [`clipboard::Clipboard`] syncs text with the X `CLIPBOARD` selection: it serves the peer's
+//!   text to local programs and reports what they copy, on a thread of its own.
 //!
 //! * [`convert::I420Frame`] converts captured BGRX to I420 and decoded I420 back to BGRA/RGBA
 //!   (SIMD, the `yuv` crate).
@@ -76,6 +78,7 @@
 //! ```
 
 pub mod capture;
+pub mod clipboard;
 pub mod convert;
 pub mod decode;
 pub mod encode;
@@ -97,7 +100,15 @@ mod tests {
         fn send<T: Send>() {}
         send::<crate::capture::Capturer>();
         send::<crate::input::Injector>();
+        send::<crate::clipboard::Clipboard>();
         send::<crate::encode::Encoder>();
         send::<crate::decode::Decoder>();
+    }
+
+    /// The host calls the clipboard from its session task and forwards changes elsewhere.
+    #[test]
+    fn clipboard_is_sync() {
+        fn sync<T: Sync>() {}
+        sync::<crate::clipboard::Clipboard>();
     }
 }

@@ -25,6 +25,7 @@ const MAX_DATAGRAM: usize = 2048;
 
 enum Command {
     Control(ControlMessage),
+    ControlBytes(Vec<u8>),
     Video {
         codec: VideoCodec,
         time_90khz: u64,
@@ -44,6 +45,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Command::Control(_) => "Control",
+            Command::ControlBytes(_) => "ControlBytes",
             Command::Video { .. } => "Video",
             Command::RequestKeyframe => "RequestKeyframe",
             Command::Close => "Close",
@@ -58,6 +60,26 @@ impl DriverHandle {
             .send(Command::Control(msg))
             .await
             .map_err(|_| SessionError::State("the session has ended"))
+    }
+
+    /// Queues raw bytes for the control channel, as a misbehaving peer would send them (for
+    /// tests of the receiver; see [`Session::send_control_bytes`]).
+    pub async fn send_control_bytes(&self, bytes: Vec<u8>) -> Result<(), SessionError> {
+        self.cmds
+            .send(Command::ControlBytes(bytes))
+            .await
+            .map_err(|_| SessionError::State("the session has ended"))
+    }
+
+    /// Queues a control message without waiting; `false` if the queue is full or the session
+    /// has ended (for messages a newer one replaces, like cursor positions).
+    pub fn try_send_control(&self, msg: ControlMessage) -> bool {
+        self.cmds.try_send(Command::Control(msg)).is_ok()
+    }
+
+    /// Whether the driver task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.cmds.is_closed()
     }
 
     /// Offers an encoded frame; `false` if the queue is full (the frame is dropped: force a
@@ -155,6 +177,11 @@ async fn run(
                 Some(Command::Control(m)) => {
                     if let Err(e) = session.send_control(&m) {
                         tracing::debug!(error = %e, "control message not sent");
+                    }
+                }
+                Some(Command::ControlBytes(b)) => {
+                    if let Err(e) = session.send_control_bytes(&b) {
+                        tracing::debug!(error = %e, "control bytes not sent");
                     }
                 }
                 Some(Command::Video { codec, time_90khz, frame }) => {

@@ -40,7 +40,9 @@
 //!     while let Some(t) = viewer.poll_transmit() { host.handle_receive(now, va, t.destination, &t.contents); }
 //!     while let Some(t) = host.poll_transmit() { viewer.handle_receive(now, ha, t.destination, &t.contents); }
 //!     while let Some(e) = viewer.poll_event() {
-//!         if e == SessionEvent::Ready { viewer.send_control(&ControlMessage::RequestKeyframe)?; }
+//!         if let SessionEvent::Ready { .. } = e {
+//!             viewer.send_control(&ControlMessage::RequestKeyframe)?;
+//!         }
 //!     }
 //!     while let Some(e) = host.poll_event() {
 //!         if let SessionEvent::Control(m) = e { got = Some(m); }
@@ -58,11 +60,12 @@ pub mod driver;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sealdesk_auth::sdp::DtlsFingerprint;
 use sealdesk_proto::control::ControlMessage;
 use sealdesk_proto::wire::WireError;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
@@ -111,13 +114,72 @@ pub enum VideoCodec {
     Vp8,
 }
 
+/// How often str0m reports link statistics ([`SessionEvent::Link`]).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a session offers and how it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The video codecs this side accepts (at least one). Nothing else is offered: no audio,
+    /// no codec sealdesk cannot decode.
+    pub codecs: Vec<VideoCodec>,
+    /// The sender's first bandwidth estimate in kbit/s; `Some` turns on str0m's congestion
+    /// controller (transport-wide CC), whose estimates arrive as [`SessionEvent::Bitrate`].
+    /// The host sets it; a receive-only viewer leaves it `None`.
+    pub initial_kbps: Option<u32>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            codecs: vec![VideoCodec::Vp9, VideoCodec::Vp8],
+            initial_kbps: None,
+        }
+    }
+}
+
+/// The path the session's packets take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Straight between the two endpoints.
+    Direct,
+    /// Through a TURN relay (which forwards ciphertext).
+    Relay,
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Path::Direct => "direct",
+            Path::Relay => "relay",
+        })
+    }
+}
+
+/// Link statistics, every [`STATS_INTERVAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStats {
+    /// The latest round trip (ICE consent checks or RTCP), if measured.
+    pub rtt: Option<Duration>,
+    /// The selected path, once ICE has chosen one.
+    pub path: Option<Path>,
+    /// Bytes received so far (all packets).
+    pub bytes_rx: u64,
+    /// Bytes sent so far (all packets).
+    pub bytes_tx: u64,
+}
+
 /// Something the application must know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEvent {
     /// DTLS connected, both fingerprints matched the authenticated ones, and the control
     /// channel is open: the session may carry application data now.
-    Ready,
+    Ready {
+        /// The codecs this side may send video with, VP9 first (host: what the viewer's
+        /// offer accepts; empty on a receive-only viewer).
+        send_codecs: Vec<VideoCodec>,
+    },
     /// A control message from the peer.
     Control(ControlMessage),
     /// A complete encoded video frame from the host (viewer side).
@@ -137,6 +199,11 @@ pub enum SessionEvent {
     Malformed(WireError),
     /// ICE lost the path (may come back: give it a grace period, then restart ICE).
     Disconnected,
+    /// The congestion controller's estimate of what the path carries, in kbit/s (host):
+    /// set the encoder's bitrate from it.
+    Bitrate(u32),
+    /// Link statistics.
+    Link(LinkStats),
     /// The session ended.
     Closed(Option<SessionError>),
 }
@@ -166,6 +233,8 @@ pub struct Session {
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
     timeout: Instant,
+    /// Our host candidates: a selected pair from any other local address is relayed.
+    host_addrs: Vec<SocketAddr>,
 }
 
 impl std::fmt::Debug for Session {
@@ -188,9 +257,34 @@ fn to_fp(f: &str0m::crypto::Fingerprint) -> Option<DtlsFingerprint> {
 }
 
 impl Session {
-    /// A session with one host candidate at `local` (a bound UDP socket's address).
+    /// A session with one host candidate at `local` (a bound UDP socket's address), offering
+    /// VP9 and VP8.
     pub fn new(now: Instant, local: SocketAddr) -> Result<Self, SessionError> {
-        let mut rtc = Rtc::builder().build(now);
+        Self::with_config(now, local, &SessionConfig::default())
+    }
+
+    /// A session with one host candidate at `local` and the given codecs and bandwidth estimation.
+    pub fn with_config(
+        now: Instant,
+        local: SocketAddr,
+        config: &SessionConfig,
+    ) -> Result<Self, SessionError> {
+        if config.codecs.is_empty() {
+            return Err(SessionError::State("no video codec enabled"));
+        }
+        let mut builder = Rtc::builder()
+            .clear_codecs()
+            .set_stats_interval(Some(STATS_INTERVAL));
+        for codec in &config.codecs {
+            builder = match codec {
+                VideoCodec::Vp9 => builder.enable_vp9(true),
+                VideoCodec::Vp8 => builder.enable_vp8(true),
+            };
+        }
+        if let Some(kbps) = config.initial_kbps {
+            builder = builder.enable_bwe(Some(Bitrate::kbps(u64::from(kbps))));
+        }
+        let mut rtc = builder.build(now);
         let candidate =
             Candidate::host(local, "udp").map_err(|_| SessionError::Candidate(local))?;
         rtc.add_local_candidate(candidate);
@@ -210,6 +304,7 @@ impl Session {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             timeout: now,
+            host_addrs: vec![local],
         };
         s.drain();
         Ok(s)
@@ -340,17 +435,23 @@ impl Session {
     }
 
     /// Host: the codec video will be sent with (VP9 if the viewer offered it, else VP8).
+    /// Known once DTLS is up (str0m announces media then).
     pub fn video_codec(&mut self) -> Option<VideoCodec> {
-        let mid = self.video?;
-        let writer = self.rtc.writer(mid)?;
+        self.video_codecs().first().copied()
+    }
+
+    /// Host: every codec the negotiated video track can carry, VP9 first (empty before DTLS
+    /// is up, and on a receive-only side).
+    pub fn video_codecs(&mut self) -> Vec<VideoCodec> {
+        let Some(writer) = self.video.and_then(|mid| self.rtc.writer(mid)) else {
+            return Vec::new();
+        };
         let has = |c: Codec| writer.payload_params().any(|p| p.spec().codec == c);
-        if has(Codec::Vp9) {
-            Some(VideoCodec::Vp9)
-        } else if has(Codec::Vp8) {
-            Some(VideoCodec::Vp8)
-        } else {
-            None
-        }
+        [(Codec::Vp9, VideoCodec::Vp9), (Codec::Vp8, VideoCodec::Vp8)]
+            .into_iter()
+            .filter(|(c, _)| has(*c))
+            .map(|(_, v)| v)
+            .collect()
     }
 
     /// Host: sends one encoded frame (str0m packetizes it). Refused until ready.
@@ -534,6 +635,28 @@ impl Session {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.events.push_back(SessionEvent::Disconnected);
             }
+            Event::EgressBitrateEstimate(
+                BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+            ) => {
+                let kbps = u32::try_from(estimate.as_u64() / 1000).unwrap_or(u32::MAX);
+                self.events.push_back(SessionEvent::Bitrate(kbps));
+            }
+            Event::PeerStats(p) => {
+                let pair = p.selected_candidate_pair.as_ref();
+                let path = pair.map(|c| {
+                    if self.host_addrs.contains(&c.local.addr) {
+                        Path::Direct
+                    } else {
+                        Path::Relay
+                    }
+                });
+                self.events.push_back(SessionEvent::Link(LinkStats {
+                    rtt: pair.and_then(|c| c.current_round_trip_time).or(p.rtt),
+                    path,
+                    bytes_rx: p.peer_bytes_rx,
+                    bytes_tx: p.peer_bytes_tx,
+                }));
+            }
             _ => {}
         }
     }
@@ -541,7 +664,8 @@ impl Session {
     fn maybe_ready(&mut self) {
         if self.dtls_ok && self.control.is_some() && !self.ready {
             self.ready = true;
-            self.events.push_back(SessionEvent::Ready);
+            let send_codecs = self.video_codecs();
+            self.events.push_back(SessionEvent::Ready { send_codecs });
         }
     }
 }

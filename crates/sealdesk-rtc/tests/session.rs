@@ -115,7 +115,7 @@ fn drive(
 }
 
 fn ready(e: &[SessionEvent]) -> bool {
-    e.contains(&SessionEvent::Ready)
+    e.iter().any(|e| matches!(e, SessionEvent::Ready { .. }))
 }
 
 fn sessions() -> (Session, Session) {
@@ -280,8 +280,12 @@ async fn over_real_udp_sockets_with_the_driver() {
 
     let (vh, mut vev, vtask) = sealdesk_rtc::driver::spawn(v, vsock);
     let (hh, mut hev, htask) = sealdesk_rtc::driver::spawn(h, hsock);
-    wait(&mut vev, |e| *e == SessionEvent::Ready).await.unwrap();
-    wait(&mut hev, |e| *e == SessionEvent::Ready).await.unwrap();
+    wait(&mut vev, |e| matches!(e, SessionEvent::Ready { .. }))
+        .await
+        .unwrap();
+    wait(&mut hev, |e| matches!(e, SessionEvent::Ready { .. }))
+        .await
+        .unwrap();
 
     let msg = ControlMessage::Clipboard {
         text: "hello from the viewer".into(),

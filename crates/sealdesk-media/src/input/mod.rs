@@ -79,6 +79,10 @@ pub enum Button {
     Middle,
     /// Button 3.
     Right,
+    /// Button 8 ("back" on five-button mice).
+    Back,
+    /// Button 9 ("forward").
+    Forward,
 }
 
 impl Button {
@@ -88,6 +92,8 @@ impl Button {
             Self::Left => 1,
             Self::Middle => 2,
             Self::Right => 3,
+            Self::Back => 8,
+            Self::Forward => 9,
         }
     }
 }
