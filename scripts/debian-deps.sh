@@ -4,7 +4,11 @@
 # (fuzz targets are compile-checked). Xvfb for sealdesk-media's capture and XTest tests, which
 # start their own X server (no xauth needed: -nolisten tcp, local socket only). libvpx-dev for
 # sealdesk-media's VP9/VP8 encoder and decoder (found with pkg-config by env-libvpx-sys).
-packages=(gcc g++ libc6-dev make pkg-config ca-certificates xvfb libvpx-dev)
+# The native viewer window (winit's X11 backend and softbuffer) links no X library at build
+# time but loads these at run time: libX11, libX11-xcb, libxcb, libXcursor, libXi,
+# libxkbcommon and libxkbcommon-x11.
+packages=(gcc g++ libc6-dev make pkg-config ca-certificates xvfb libvpx-dev
+  libx11-6 libx11-xcb1 libxcb1 libxcursor1 libxi6 libxkbcommon0 libxkbcommon-x11-0)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -12,12 +12,17 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod clip;
+mod connect_cmd;
 mod demo;
 mod devices;
+mod host_cmd;
 mod pair;
 mod qr;
+mod scene;
 mod server_cmd;
 mod text;
+mod view;
 
 /// sealdesk — an end-to-end encrypted remote desktop whose claims can be checked.
 #[derive(Debug, Parser)]
@@ -39,8 +44,12 @@ struct Cli {
 enum Command {
     /// Run the signaling server.
     Server(server_cmd::ServerArgs),
-    /// Run everything locally at once: an embedded server and two devices that
-    /// register, see each other and exchange envelopes.
+    /// Share this X display: show a one-time code, ask before anyone gets in.
+    Host(host_cmd::HostArgs),
+    /// See and control a host, with the code it shows or as a paired device.
+    Connect(connect_cmd::ConnectArgs),
+    /// Run everything locally at once: an embedded server, a virtual display, a host
+    /// sharing it and a viewer connected with a one-time code.
     Demo(demo::DemoArgs),
     /// Measure performance (prints figures; see BENCHMARKS.md).
     #[command(subcommand)]
@@ -70,6 +79,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args, cli.data_dir).await,
+            Command::Host(args) => host_cmd::run(args, cli.data_dir.as_deref()).await,
+            Command::Connect(args) => connect_cmd::run(args, cli.data_dir.as_deref()).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Identity => identity(cli.data_dir),

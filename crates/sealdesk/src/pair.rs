@@ -28,7 +28,8 @@ use sealdesk_auth::trust::{check_label, PairedDevice, Permissions, PinnedHost};
 use sealdesk_auth::{HandshakeError, IdentityKey};
 use sealdesk_client::trust_store::TrustFiles;
 use sealdesk_client::{store, ClientConfig, SignalClient, SignalEvent};
-use sealdesk_proto::{Body, DeviceKey, ErrorCode, RoutingNumber, SessionId};
+use sealdesk_proto::{Body, DeviceKey, RoutingNumber, SessionId};
+use sealdesk_viewer::dial::Peer;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::text::{default_label, safe, safety_lines, unix_now, utc};
@@ -54,10 +55,10 @@ pub(crate) enum PairCommand {
 pub(crate) struct ServerArgs {
     /// Signaling server URL.
     #[arg(long, env = "SEALDESK_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
-    server: String,
+    pub(crate) server: String,
     /// Extra CA certificates (PEM) to trust for a wss:// server.
     #[arg(long, env = "SEALDESK_CA_FILE", value_name = "FILE")]
-    ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// Flags of `sealdesk pair host`.
@@ -113,7 +114,7 @@ fn no_dtls_yet() -> DtlsFingerprint {
     DtlsFingerprint(fp)
 }
 
-fn own_label(label: Option<String>) -> anyhow::Result<String> {
+pub(crate) fn own_label(label: Option<String>) -> anyhow::Result<String> {
     let label = label.unwrap_or_else(default_label);
     check_label(&label).map_err(|e| anyhow!("--label: {e}"))?;
     Ok(label)
@@ -128,7 +129,10 @@ fn stored_label(peer: &PeerIdentity) -> String {
     }
 }
 
-async fn signal(server: &ServerArgs, identity: Arc<IdentityKey>) -> anyhow::Result<SignalClient> {
+pub(crate) async fn signal(
+    server: &ServerArgs,
+    identity: Arc<IdentityKey>,
+) -> anyhow::Result<SignalClient> {
     let mut config = ClientConfig::new(&server.server);
     config.extra_ca_pem.clone_from(&server.ca_file);
     SignalClient::connect(config, identity).await.map_err(|e| {
@@ -449,12 +453,7 @@ async fn connect(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyhow::Resu
     if client.routing_number() == routing {
         bail!("this is this device's own code; type it on the other device");
     }
-    let mut sid = [0u8; 16];
-    OsRng.fill_bytes(&mut sid);
-    let peer = Peer {
-        routing,
-        session: SessionId(sid),
-    };
+    let peer = Peer::new(routing);
     send(&client, routing, peer.session, a1).await?;
     println!("asking host {}…", routing.grouped());
 
@@ -548,7 +547,7 @@ async fn connect(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyhow::Resu
     Ok(())
 }
 
-async fn prompt_code() -> anyhow::Result<String> {
+pub(crate) async fn prompt_code() -> anyhow::Result<String> {
     print!("code shown on the host: ");
     std::io::stdout()
         .flush()
@@ -563,58 +562,4 @@ async fn prompt_code() -> anyhow::Result<String> {
     let typed = line.trim().to_owned();
     line.zeroize();
     Ok(typed)
-}
-
-/// The host a viewer pairs with, and the session the viewer chose.
-struct Peer {
-    routing: RoutingNumber,
-    session: SessionId,
-}
-
-impl Peer {
-    /// The next envelope from this host in this session whose first byte is one of `tags`,
-    /// or `None` at `deadline`. Envelopes from anyone else, or for another session, are ignored.
-    async fn next(
-        &self,
-        client: &mut SignalClient,
-        tags: &[u8],
-        deadline: Instant,
-    ) -> anyhow::Result<Option<Vec<u8>>> {
-        let deadline = tokio::time::Instant::from_std(deadline);
-        loop {
-            let event = match tokio::time::timeout_at(deadline, client.next_event()).await {
-                Err(_) => return Ok(None),
-                Ok(None) => bail!("the connection to the signaling server ended"),
-                Ok(Some(event)) => event,
-            };
-            match event {
-                SignalEvent::Envelope {
-                    from,
-                    session,
-                    body,
-                } if from == self.routing && session == self.session => {
-                    if body.as_bytes().first().is_some_and(|t| tags.contains(t)) {
-                        return Ok(Some(body.into_bytes()));
-                    }
-                }
-                SignalEvent::Envelope { from, .. } => {
-                    tracing::debug!(from = %from, "ignored an envelope from another device or session");
-                }
-                SignalEvent::Error {
-                    code: ErrorCode::PeerOffline | ErrorCode::UnknownNumber,
-                    ..
-                } => bail!(
-                    "host {} is not connected to this signaling server: check the code, and \
-                     that `sealdesk pair host` is running there and uses the same server",
-                    self.routing.grouped()
-                ),
-                SignalEvent::Error { code, message, .. } => bail!(
-                    "the signaling server did not deliver the message to host {} ({}): {message}",
-                    self.routing.grouped(),
-                    code.as_str()
-                ),
-                other => server_event(other)?,
-            }
-        }
-    }
 }

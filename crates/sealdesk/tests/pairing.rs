@@ -9,133 +9,14 @@
     reason = "tests fail by panicking; children are reaped in Drop"
 )]
 
-use std::io::{BufRead, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Instant;
 
-const EXE: &str = env!("CARGO_BIN_EXE_sealdesk");
+mod common;
 
-/// A child process whose stdout is collected line by line in the background.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    /// Spawns `cmd`, collecting stdout and stderr (interleaved by line) in the background.
-    fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        collect(out, lines.clone());
-        collect(err, lines.clone());
-        Self { child, lines }
-    }
-
-    /// Waits for a line starting with `prefix` and returns the rest of it.
-    fn wait_line(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(rest) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find_map(|l| l.strip_prefix(prefix))
-            {
-                return rest.to_owned();
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Give the reader thread a moment to collect the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                panic!("exited ({status}) before {prefix:?}: {:?}", self.output());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {prefix:?} line: {:?}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the process to exit; returns whether it succeeded.
-    fn wait_exit(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running: {:?}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn output(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-fn collect(stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-}
-
-fn sealdesk(data: &Path) -> Command {
-    let mut cmd = Command::new(EXE);
-    cmd.arg("--data-dir")
-        .arg(data)
-        .env("SEALDESK_LOG", "warn")
-        .env_remove("SEALDESK_SERVER")
-        .env("RUST_BACKTRACE", "0")
-        .env("RUST_LIB_BACKTRACE", "0")
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// A signaling server on a free loopback port.
-struct Server {
-    _proc: Proc,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-fn server() -> Server {
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = sealdesk(data.path());
-    cmd.args(["server", "--listen", "127.0.0.1:0"]);
-    let mut proc = Proc::spawn(cmd);
-    let url = proc.wait_line("listening on ");
-    Server {
-        _proc: proc,
-        url,
-        _data: data,
-    }
-}
+use common::{sealdesk, server, Proc, Server};
 
 /// Starts `pair host` and returns it with the code it shows.
 fn pair_host(server: &Server, data: &Path, extra: &[&str]) -> (Proc, String) {
@@ -360,11 +241,10 @@ fn a_host_user_who_says_no_stores_nothing() {
         &server.url,
         "--label",
         "office pc",
-    ])
-    .stdin(Stdio::piped());
-    let mut host = Proc::spawn(cmd);
+    ]);
+    let mut host = Proc::spawn_interactive(cmd);
     let code = host.wait_line("code: ");
-    host.child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    host.send("n");
     let out = connect(&server, b.path(), &code);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(

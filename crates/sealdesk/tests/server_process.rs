@@ -255,12 +255,15 @@ fn a_bad_config_file_is_refused_with_the_key_named() {
 }
 
 #[test]
-fn demo_runs_the_whole_signaling_path_with_no_configuration() {
+fn demo_runs_a_real_session_with_no_configuration() {
     let home = tempfile::tempdir().unwrap();
+    let frames = home.path().join("frames");
     let out = Command::new(EXE)
-        .arg("demo")
+        .args(["demo", "--headless", "--seconds", "4", "--frames"])
+        .arg(&frames)
         .env("HOME", home.path())
         .env_remove("SEALDESK_DATA_DIR")
+        .env_remove("DISPLAY")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -269,10 +272,37 @@ fn demo_runs_the_whole_signaling_path_with_no_configuration() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("self-check passed: 2 devices registered, 10 envelopes routed, paired with a one-time code, reconnected unattended"),
-        "{stdout}"
-    );
+    for step in [
+        "1. virtual display",
+        "4. the viewer typed the code; the host proved it knows it",
+        "5. the host's user is asked",
+        "6. connected directly in",
+        "first frame 1280x720 decoded",
+        "its script clicks and types",
+        "demo passed",
+    ] {
+        assert!(stdout.contains(step), "no {step:?} in:\n{stdout}");
+    }
+    let decoded: u64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("viewer: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(decoded > 0, "{stdout}");
+    // The host injected what the viewer's script typed and clicked.
+    let injected: u64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.split(" input events injected")
+                .next()
+                .filter(|_| l.contains("injected"))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(injected >= 40, "{stdout}");
+    assert!(std::fs::read_dir(&frames).unwrap().count() > 0);
 }
 
 #[test]

@@ -1,0 +1,615 @@
+//! One remote-desktop session on the host, once offer and answer are exchanged: the WebRTC
+//! driver, the capture pipeline, the input thread and the clipboard, wired through the
+//! permission [`Gate`].
+//!
+//! Nothing starts before the transport reports [`SessionEvent::Ready`] — DTLS connected and
+//! both certificate fingerprints equal the authenticated ones (`sealdesk_rtc`). Then:
+//!
+//! - video: [`Pipeline`] frames go to the driver without waiting (a full queue drops the frame
+//!   and makes the next a keyframe); PLIs and `RequestKeyframe` force keyframes; the
+//!   congestion controller's estimates set the bitrate;
+//! - input and clipboard from the viewer pass the gate first, where the session's permissions
+//!   are enforced; refusals are counted and the viewer told;
+//! - liveness: the host pings every [`PING_INTERVAL`]. If nothing arrives from the viewer for
+//!   [`SessionLimits::pause_after`], capture pauses and every held key and button is released
+//!   (a killed viewer leaves nothing running or pressed); if the viewer comes back within
+//!   [`SessionLimits::give_up_after`] the session goes on with a keyframe, otherwise it ends.
+//!
+//! The host's user can end the session at any moment through [`SessionControl::end`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sealdesk_auth::trust::Permissions;
+use sealdesk_media::Codec;
+use sealdesk_proto::control::{caps, ControlMessage, EndReason, CONTROL_VERSION};
+use sealdesk_rtc::driver::{self, DriverHandle};
+use sealdesk_rtc::{Path, Session, SessionError, SessionEvent, VideoCodec};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::clipboard::SyncedClipboard;
+use crate::gate::{Gate, Verdict};
+use crate::inject::InputThread;
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineOutput, PipelineStats};
+
+/// How often the host pings the viewer.
+pub const PING_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Timing limits of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// How long DTLS and the fingerprint check may take.
+    pub connect_timeout: Duration,
+    /// Silence from the viewer after which capture pauses and input is released.
+    pub pause_after: Duration,
+    /// Silence after which the session ends.
+    pub give_up_after: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(15),
+            pause_after: Duration::from_millis(1500),
+            give_up_after: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What to stream and allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSetup {
+    /// The X display (`None`: `$DISPLAY`).
+    pub display: Option<String>,
+    /// The monitor to start with.
+    pub monitor: usize,
+    /// The codec the host prefers; the viewer's offer decides what is possible.
+    pub codec: Codec,
+    /// The most frames per second.
+    pub max_fps: u32,
+    /// The first bitrate, kbit/s.
+    pub initial_kbps: u32,
+    /// What the viewer may do.
+    pub permissions: Permissions,
+    /// Timing limits.
+    pub limits: SessionLimits,
+}
+
+impl Default for SessionSetup {
+    fn default() -> Self {
+        Self {
+            display: None,
+            monitor: 0,
+            codec: Codec::Vp9,
+            max_fps: 60,
+            initial_kbps: 4_000,
+            permissions: Permissions::DEFAULT_PAIRED,
+            limits: SessionLimits::default(),
+        }
+    }
+}
+
+/// Something the host's user should know about the running session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionNote {
+    /// The transport is up and verified; capture started.
+    Started {
+        /// The codec in use.
+        codec: Codec,
+    },
+    /// The viewer went quiet: capture paused, keys released.
+    ViewerSilent,
+    /// The viewer is back: capture resumed.
+    ViewerBack,
+    /// Events refused by the permissions, so far.
+    Refused {
+        /// The running count.
+        count: u32,
+    },
+    /// Clipboard text moved (`to_viewer` or from it), without its content.
+    Clipboard {
+        /// Host → viewer.
+        to_viewer: bool,
+        /// Its size in bytes.
+        bytes: usize,
+    },
+    /// The viewer selected another monitor.
+    Monitor {
+        /// Its index.
+        index: u8,
+    },
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// The host's user ended it.
+    HostEnded,
+    /// The viewer ended it (its words).
+    ViewerEnded(String),
+    /// The viewer went silent for too long.
+    ViewerGone,
+    /// The transport failed (including a fingerprint mismatch: tampering).
+    Transport(SessionError),
+    /// DTLS did not connect in time.
+    ConnectTimeout,
+    /// Capture or encoding failed.
+    Capture(String),
+    /// The viewer offered no codec this host can send.
+    NoCommonCodec,
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::HostEnded => f.write_str("ended on this machine"),
+            SessionEnd::ViewerEnded(why) if why.is_empty() => f.write_str("the viewer ended it"),
+            SessionEnd::ViewerEnded(why) => write!(f, "the viewer ended it: {why}"),
+            SessionEnd::ViewerGone => f.write_str("the viewer stopped answering"),
+            SessionEnd::Transport(e) => write!(f, "{e}"),
+            SessionEnd::ConnectTimeout => f.write_str(
+                "the direct connection did not come up in time (no network path between the two devices?)",
+            ),
+            SessionEnd::Capture(e) => write!(f, "{e}"),
+            SessionEnd::NoCommonCodec => {
+                f.write_str("the viewer accepts neither VP9 nor VP8 video")
+            }
+        }
+    }
+}
+
+/// What a session did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// Why it ended.
+    pub end: SessionEnd,
+    /// From start to end.
+    pub duration: Duration,
+    /// From start to the verified transport, if it got there.
+    pub connect_time: Option<Duration>,
+    /// Video frames sent.
+    pub frames: u64,
+    /// Of which keyframes.
+    pub keyframes: u64,
+    /// Encoded video bytes sent.
+    pub video_bytes: u64,
+    /// Input events injected.
+    pub injected: u64,
+    /// Events refused by the permissions.
+    pub refused: u32,
+    /// Control messages that did not decode.
+    pub malformed: u64,
+    /// The path, when known.
+    pub path: Option<Path>,
+}
+
+/// The host user's handle on a running session.
+#[derive(Debug, Clone)]
+pub struct SessionControl {
+    end: watch::Sender<bool>,
+}
+
+impl SessionControl {
+    /// A control, and what the session watches.
+    pub fn new() -> (Self, watch::Receiver<bool>) {
+        let (end, rx) = watch::channel(false);
+        (Self { end }, rx)
+    }
+
+    /// Ends the session now.
+    pub fn end(&self) {
+        let _ = self.end.send(true);
+    }
+}
+
+/// Runs a session over `socket` until it ends. `rtc` has the viewer's offer applied and its
+/// answer sent; `clipboard` is the host's X clipboard (used only with the `clipboard`
+/// permission). `notes` hears what the host's user should see.
+pub async fn run(
+    rtc: Session,
+    socket: UdpSocket,
+    setup: SessionSetup,
+    clipboard: Option<SyncedClipboard>,
+    mut end: watch::Receiver<bool>,
+    mut notes: impl FnMut(SessionNote),
+) -> SessionSummary {
+    let started = Instant::now();
+    let (handle, mut events, task) = driver::spawn(rtc, socket);
+    let mut run = Running {
+        setup,
+        handle,
+        started,
+        gate: None,
+        pipeline: None,
+        input: None,
+        clipboard,
+        connect_time: None,
+        last_heard: Instant::now(),
+        silent: false,
+        malformed: 0,
+        path: None,
+        ping_id: 0,
+    };
+    let end_reason = run.drive(&mut events, &mut end, &mut notes).await;
+    run.finish(end_reason, task).await
+}
+
+/// The codec to send: the host's preference if the viewer offered it, else the other.
+fn pick_codec(offered: &[VideoCodec], prefer: Codec) -> Option<(Codec, VideoCodec)> {
+    let want = match prefer {
+        Codec::Vp9 => [VideoCodec::Vp9, VideoCodec::Vp8],
+        _ => [VideoCodec::Vp8, VideoCodec::Vp9],
+    };
+    want.into_iter()
+        .find(|c| offered.contains(c))
+        .map(|c| match c {
+            VideoCodec::Vp9 => (Codec::Vp9, c),
+            VideoCodec::Vp8 => (Codec::Vp8, c),
+        })
+}
+
+struct Running {
+    setup: SessionSetup,
+    handle: DriverHandle,
+    started: Instant,
+    gate: Option<Gate>,
+    pipeline: Option<Pipeline>,
+    input: Option<InputThread>,
+    clipboard: Option<SyncedClipboard>,
+    connect_time: Option<Duration>,
+    last_heard: Instant,
+    silent: bool,
+    malformed: u64,
+    path: Option<Path>,
+    ping_id: u32,
+}
+
+impl Running {
+    async fn drive(
+        &mut self,
+        events: &mut mpsc::Receiver<SessionEvent>,
+        end: &mut watch::Receiver<bool>,
+        notes: &mut impl FnMut(SessionNote),
+    ) -> SessionEnd {
+        let connect_by =
+            tokio::time::Instant::from_std(self.started + self.setup.limits.connect_timeout);
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut clip_rx = self
+            .clipboard
+            .as_mut()
+            .and_then(SyncedClipboard::take_changes);
+        loop {
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some(ev) = ev else {
+                        return SessionEnd::Transport(SessionError::State("the session task ended"));
+                    };
+                    if let Some(done) = self.on_event(ev, notes).await {
+                        return done;
+                    }
+                }
+                changed = end.changed() => {
+                    if changed.is_err() || *end.borrow() {
+                        return SessionEnd::HostEnded;
+                    }
+                }
+                text = async {
+                    match clip_rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match text {
+                        Some(text) => self.clipboard_to_viewer(text, notes).await,
+                        None => clip_rx = None,
+                    }
+                }
+                () = tokio::time::sleep_until(connect_by), if self.gate.is_none() => {
+                    return SessionEnd::ConnectTimeout;
+                }
+                _ = ping.tick(), if self.gate.is_some() => {
+                    if let Some(done) = self.on_tick(notes).await {
+                        return done;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one transport event; `Some` ends the session.
+    async fn on_event(
+        &mut self,
+        ev: SessionEvent,
+        notes: &mut impl FnMut(SessionNote),
+    ) -> Option<SessionEnd> {
+        match ev {
+            SessionEvent::Ready { send_codecs } => {
+                let Some(codec) = pick_codec(&send_codecs, self.setup.codec) else {
+                    return Some(SessionEnd::NoCommonCodec);
+                };
+                self.connect_time = Some(self.started.elapsed());
+                self.last_heard = Instant::now();
+                if let Err(e) = self.start_media(codec).await {
+                    return Some(SessionEnd::Capture(e));
+                }
+                notes(SessionNote::Started { codec: codec.0 });
+            }
+            SessionEvent::Control(msg) => {
+                self.heard(notes);
+                return self.on_control(msg, notes).await;
+            }
+            SessionEvent::Malformed(e) => {
+                self.heard(notes);
+                self.malformed += 1;
+                tracing::debug!(error = %e, "dropped a control message that did not decode");
+            }
+            SessionEvent::KeyframeRequested => {
+                if let Some(p) = &self.pipeline {
+                    p.request_keyframe();
+                }
+            }
+            SessionEvent::Bitrate(kbps) => {
+                if let Some(p) = &self.pipeline {
+                    p.set_bitrate(kbps);
+                }
+            }
+            SessionEvent::Link(stats) if stats.path.is_some() => self.path = stats.path,
+            SessionEvent::Closed(err) => {
+                return Some(match err {
+                    Some(e) => SessionEnd::Transport(e),
+                    None => SessionEnd::ViewerEnded(String::new()),
+                })
+            }
+            _ => {}
+        }
+        if let Some(p) = &self.pipeline {
+            if !p.is_running() {
+                return Some(SessionEnd::Capture(
+                    "screen capture stopped (see the log for why)".into(),
+                ));
+            }
+        }
+        None
+    }
+
+    async fn start_media(&mut self, codec: (Codec, VideoCodec)) -> Result<(), String> {
+        let permissions = self.setup.permissions;
+        let mut capabilities = caps::MONITORS;
+        if permissions.contains(Permissions::INPUT) {
+            capabilities |= caps::INPUT;
+            let input =
+                InputThread::start(self.setup.display.as_deref()).map_err(|e| e.to_string())?;
+            self.input = Some(input);
+        }
+        if permissions.contains(Permissions::CLIPBOARD) && self.clipboard.is_some() {
+            capabilities |= caps::CLIPBOARD_TEXT;
+        }
+        let _ = self
+            .handle
+            .send_control(ControlMessage::Hello {
+                version: CONTROL_VERSION,
+                capabilities,
+            })
+            .await;
+        let _ = self
+            .handle
+            .send_control(ControlMessage::Permissions {
+                bits: permissions.bits(),
+            })
+            .await;
+        let config = PipelineConfig {
+            display: self.setup.display.clone(),
+            monitor: self.setup.monitor,
+            codec: codec.0,
+            max_fps: self.setup.max_fps,
+            initial_kbps: self.setup.initial_kbps,
+        };
+        let handle = self.handle.clone();
+        let video = codec.1;
+        let pipeline = Pipeline::start(config, move |out| match out {
+            PipelineOutput::Frame {
+                data, time_90khz, ..
+            } => handle.try_send_video(video, time_90khz, data),
+            PipelineOutput::Control(msg) => {
+                // Cursor updates are superseded by the next one; a layout is resent on change.
+                handle.try_send_control(msg);
+                true
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        self.pipeline = Some(pipeline);
+        self.gate = Some(Gate::new(permissions));
+        Ok(())
+    }
+
+    fn heard(&mut self, notes: &mut impl FnMut(SessionNote)) {
+        self.last_heard = Instant::now();
+        if self.silent {
+            self.silent = false;
+            if let Some(p) = &self.pipeline {
+                p.pause(false);
+            }
+            notes(SessionNote::ViewerBack);
+        }
+    }
+
+    async fn on_control(
+        &mut self,
+        msg: ControlMessage,
+        notes: &mut impl FnMut(SessionNote),
+    ) -> Option<SessionEnd> {
+        let gate = self.gate.as_mut()?;
+        match gate.check(Instant::now(), &msg) {
+            Verdict::Ignore => return None,
+            Verdict::Refuse { notice } => {
+                if let Some(n) = notice {
+                    let _ = self.handle.try_send_control(n);
+                }
+                notes(SessionNote::Refused {
+                    count: gate.refused(),
+                });
+                return None;
+            }
+            Verdict::Allow => {}
+        }
+        match msg {
+            m if m.is_input() => {
+                if let Some(input) = &self.input {
+                    input.send(m);
+                }
+            }
+            ControlMessage::ReleaseAll => {
+                if let Some(input) = &self.input {
+                    input.release_all();
+                }
+            }
+            ControlMessage::Clipboard { text } => {
+                let bytes = text.len();
+                if let Some(c) = &self.clipboard {
+                    match c.set(text).await {
+                        Ok(()) => notes(SessionNote::Clipboard {
+                            to_viewer: false,
+                            bytes,
+                        }),
+                        Err(e) => tracing::warn!(error = %e, "could not set the clipboard"),
+                    }
+                }
+            }
+            ControlMessage::SelectMonitor { index } => {
+                if let Some(p) = &self.pipeline {
+                    p.select_monitor(index);
+                    notes(SessionNote::Monitor { index });
+                }
+            }
+            ControlMessage::RequestKeyframe => {
+                if let Some(p) = &self.pipeline {
+                    p.request_keyframe();
+                }
+            }
+            ControlMessage::Ping { id, sent_micros } => {
+                let _ = self
+                    .handle
+                    .try_send_control(ControlMessage::Pong { id, sent_micros });
+            }
+            ControlMessage::End { reason, text } => {
+                let words = if text.is_empty() {
+                    format!("{reason:?}")
+                } else {
+                    text
+                };
+                return Some(SessionEnd::ViewerEnded(words));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    async fn clipboard_to_viewer(&mut self, text: String, notes: &mut impl FnMut(SessionNote)) {
+        if !self.setup.permissions.contains(Permissions::CLIPBOARD) || self.gate.is_none() {
+            return;
+        }
+        let bytes = text.len();
+        if self
+            .handle
+            .send_control(ControlMessage::Clipboard { text })
+            .await
+            .is_ok()
+        {
+            notes(SessionNote::Clipboard {
+                to_viewer: true,
+                bytes,
+            });
+        }
+    }
+
+    async fn on_tick(&mut self, notes: &mut impl FnMut(SessionNote)) -> Option<SessionEnd> {
+        self.ping_id = self.ping_id.wrapping_add(1);
+        let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _ = self.handle.try_send_control(ControlMessage::Ping {
+            id: self.ping_id,
+            sent_micros: micros,
+        });
+        let quiet = self.last_heard.elapsed();
+        if quiet >= self.setup.limits.give_up_after {
+            return Some(SessionEnd::ViewerGone);
+        }
+        if quiet >= self.setup.limits.pause_after && !self.silent {
+            self.silent = true;
+            if let Some(p) = &self.pipeline {
+                p.pause(true);
+            }
+            if let Some(input) = &self.input {
+                input.release_all();
+            }
+            notes(SessionNote::ViewerSilent);
+        }
+        None
+    }
+
+    async fn finish(
+        mut self,
+        end: SessionEnd,
+        task: tokio::task::JoinHandle<()>,
+    ) -> SessionSummary {
+        let pipeline_stats: Option<Arc<PipelineStats>> =
+            self.pipeline.as_ref().map(|p| p.stats().clone());
+        // Stop capturing and release input first: these are what the host user cares about.
+        if let Some(p) = self.pipeline.take() {
+            let stop = tokio::task::spawn_blocking(move || p.stop());
+            if let Ok(Err(e)) = stop.await {
+                tracing::warn!(error = %e, "capture ended with an error");
+            }
+        }
+        let injected = self
+            .input
+            .as_ref()
+            .map_or(0, |i| i.stats().injected.load(Ordering::Relaxed));
+        if let Some(input) = self.input.take() {
+            let _ = tokio::task::spawn_blocking(move || input.stop()).await;
+        }
+        drop(self.clipboard.take());
+        // Tell the viewer why, when it can still hear it.
+        let (reason, text) = match &end {
+            SessionEnd::HostEnded => (
+                EndReason::HostStopped,
+                "the host ended the session".to_owned(),
+            ),
+            SessionEnd::ViewerEnded(_) | SessionEnd::ViewerGone => {
+                (EndReason::Other, String::new())
+            }
+            other => (EndReason::ProtocolError, other.to_string()),
+        };
+        if !matches!(
+            end,
+            SessionEnd::ViewerEnded(_) | SessionEnd::ViewerGone | SessionEnd::Transport(_)
+        ) && self
+            .handle
+            .send_control(ControlMessage::End { reason, text })
+            .await
+            .is_ok()
+        {
+            // Give the message a moment to leave before the transport closes.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.handle.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        let get = |f: fn(&PipelineStats) -> u64| pipeline_stats.as_deref().map_or(0, f);
+        SessionSummary {
+            end,
+            duration: self.started.elapsed(),
+            connect_time: self.connect_time,
+            frames: get(|s| s.frames.load(Ordering::Relaxed)),
+            keyframes: get(|s| s.keyframes.load(Ordering::Relaxed)),
+            video_bytes: get(|s| s.bytes.load(Ordering::Relaxed)),
+            injected,
+            refused: self.gate.as_ref().map_or(0, Gate::refused),
+            malformed: self.malformed,
+            path: self.path,
+        }
+    }
+}

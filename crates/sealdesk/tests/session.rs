@@ -1,0 +1,457 @@
+//! Remote-desktop sessions as people run them: a real signaling server, `sealdesk host` on a
+//! real Xvfb display, `sealdesk connect --headless` decoding real video, real XTest input and
+//! a real X client on the host's display that sees what arrives.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes,
+    reason = "tests fail by panicking; children are reaped in Drop"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{sealdesk, server, Proc, Server};
+use sealdesk_media::capture::Capturer;
+use sealdesk_media::clipboard::Clipboard;
+use sealdesk_media::xvfb::Xvfb;
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{
+    ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, ImageFormat, InputFocus,
+    KeyButMask, Window, WindowClass,
+};
+use x11rb::protocol::Event;
+use x11rb::rust_connection::RustConnection;
+
+const W: u16 = 800;
+const H: u16 = 600;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A desktop-like test picture: a gradient, solid panels, and rows of glyph-sized marks.
+fn picture() -> Vec<u8> {
+    let (w, h) = (usize::from(W), usize::from(H));
+    let mut px = vec![0u8; w * h * 4];
+    for y in 0..h {
+        for x in 0..w {
+            let i = (y * w + x) * 4;
+            let (mut r, mut g, mut b) = ((x * 255 / w) as u8, (y * 255 / h) as u8, 160u8);
+            if (100..300).contains(&x) && (100..250).contains(&y) {
+                (r, g, b) = (220, 40, 40);
+            }
+            if (450..750).contains(&x) && (300..550).contains(&y) {
+                (r, g, b) = (245, 245, 245);
+                // "Text": 6×10 marks in rows, like a page of glyphs.
+                let (cx, cy) = ((x - 450) % 9, (y - 300) % 16);
+                if cx < 6 && cy < 10 && ((x / 9 + y / 16) % 3 != 0) && (cx + cy) % 4 != 0 {
+                    (r, g, b) = (20, 20, 30);
+                }
+            }
+            px[i] = b;
+            px[i + 1] = g;
+            px[i + 2] = r;
+        }
+    }
+    px
+}
+
+/// A full-screen window on the host's display showing [`picture`], with the keyboard focus,
+/// recording every key and button event it receives.
+struct Desk {
+    conn: Arc<RustConnection>,
+    window: Window,
+    events: Arc<Mutex<Vec<Event>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Desk {
+    fn open(display: &str) -> Self {
+        let (conn, screen) = RustConnection::connect(Some(display)).unwrap();
+        let root = conn.setup().roots[screen].root;
+        let window = conn.generate_id().unwrap();
+        conn.create_window(
+            x11rb::COPY_DEPTH_FROM_PARENT,
+            window,
+            root,
+            0,
+            0,
+            W,
+            H,
+            0,
+            WindowClass::INPUT_OUTPUT,
+            x11rb::COPY_FROM_PARENT,
+            &CreateWindowAux::new().override_redirect(1).event_mask(
+                EventMask::KEY_PRESS
+                    | EventMask::KEY_RELEASE
+                    | EventMask::BUTTON_PRESS
+                    | EventMask::BUTTON_RELEASE,
+            ),
+        )
+        .unwrap()
+        .check()
+        .unwrap();
+        conn.map_window(window).unwrap().check().unwrap();
+        let gc = conn.generate_id().unwrap();
+        conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
+        let px = picture();
+        // In bands: one PutImage must fit the server's request size.
+        let band = 50usize;
+        for y0 in (0..usize::from(H)).step_by(band) {
+            let rows = band.min(usize::from(H) - y0);
+            let start = y0 * usize::from(W) * 4;
+            conn.put_image(
+                ImageFormat::Z_PIXMAP,
+                window,
+                gc,
+                W,
+                rows as u16,
+                0,
+                y0 as i16,
+                0,
+                24,
+                &px[start..start + rows * usize::from(W) * 4],
+            )
+            .unwrap()
+            .check()
+            .unwrap();
+        }
+        // No window manager: take the focus ourselves.
+        conn.set_input_focus(InputFocus::PARENT, window, x11rb::CURRENT_TIME)
+            .unwrap()
+            .check()
+            .unwrap();
+        let conn = Arc::new(conn);
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (conn, events, stop) = (conn.clone(), events.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    while let Ok(Some(e)) = conn.poll_for_event() {
+                        events.lock().unwrap().push(e);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        Self {
+            conn,
+            window,
+            events,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The keysym a key event's keycode and modifiers type.
+    fn keysym(&self, keycode: u8, state: KeyButMask) -> u32 {
+        let map = self
+            .conn
+            .get_keyboard_mapping(keycode, 1)
+            .unwrap()
+            .reply()
+            .unwrap();
+        let col = usize::from(state.contains(KeyButMask::SHIFT));
+        match map.keysyms.get(col).copied().unwrap_or(0) {
+            0 => map.keysyms.first().copied().unwrap_or(0),
+            k => k,
+        }
+    }
+
+    /// Waits until `done` holds for the events so far.
+    fn wait_events(&self, within: Duration, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let deadline = Instant::now() + within;
+        loop {
+            let evs = self.events.lock().unwrap().clone();
+            if done(&evs) || Instant::now() >= deadline {
+                return evs;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The characters typed into the window (key presses, Shift applied).
+    fn typed(&self) -> String {
+        let evs = self.events.lock().unwrap().clone();
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::KeyPress(k) => char::from_u32(self.keysym(k.detail, k.state)),
+                _ => None,
+            })
+            .filter(|c| !c.is_control() && (*c as u32) < 0x100)
+            .collect()
+    }
+
+    fn input_events(&self) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::KeyPress(_)
+                        | Event::KeyRelease(_)
+                        | Event::ButtonPress(_)
+                        | Event::ButtonRelease(_)
+                )
+            })
+            .count()
+    }
+}
+
+impl Drop for Desk {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.conn.destroy_window(self.window);
+    }
+}
+
+/// A host sharing `display` and a headless viewer connected to it with the host's code.
+struct Pair {
+    host: Proc,
+    viewer: Proc,
+    frames: PathBuf,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// Starts `sealdesk host` on `display`, connects a headless viewer with its code, answers
+/// the consent prompt with `answer`, and waits for the first decoded frame.
+fn connect(server: &Server, display: &str, answer: &str) -> Pair {
+    let (hd, vd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cmd = sealdesk(hd.path());
+    cmd.args([
+        "host",
+        "--server",
+        &server.url,
+        "--display",
+        display,
+        "--no-qr",
+        "--label",
+        "test host",
+    ]);
+    let mut host = Proc::spawn_interactive(cmd);
+    let code = host.wait_line("code: ");
+    let frames = vd.path().join("frames");
+    let mut cmd = sealdesk(vd.path());
+    cmd.args(["connect", &code, "--server", &server.url, "--headless"])
+        .arg("--frames")
+        .arg(&frames)
+        .args(["--frame-interval", "100", "--label", "test viewer"]);
+    let mut viewer = Proc::spawn_interactive(cmd);
+    host.wait_line("Allow? ");
+    assert!(
+        host.output().contains("\"test viewer\" wants to"),
+        "{}",
+        host.output()
+    );
+    host.send(answer);
+    viewer.wait_line("connected in ");
+    viewer.wait_line("first frame ");
+    Pair {
+        host,
+        viewer,
+        frames,
+        _dirs: (hd, vd),
+    }
+}
+
+/// The newest frame the viewer wrote once the picture stopped changing.
+fn settled_frame(viewer: &mut Proc) -> PathBuf {
+    let mut last = String::new();
+    let mut since = Instant::now();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let newest = viewer
+            .lines()
+            .into_iter()
+            .rev()
+            .find(|l| l.starts_with("frame "))
+            .unwrap_or_default();
+        if newest != last {
+            (last, since) = (newest, Instant::now());
+        } else if !last.is_empty() && since.elapsed() > Duration::from_millis(1500) {
+            return PathBuf::from(last.rsplit(' ').next().unwrap());
+        }
+        assert!(Instant::now() < deadline, "{}", viewer.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// PSNR in dB between two RGB images of the same size.
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
+/// The host's screen as RGB, straight from the X server.
+fn screen_rgb(display: &str) -> (u32, u32, Vec<u8>) {
+    let mut c = Capturer::connect(Some(display)).unwrap();
+    let screen = c.screen();
+    let frame = c.grab(screen).unwrap();
+    let mut rgb = Vec::with_capacity((screen.width * screen.height * 3) as usize);
+    for y in 0..screen.height {
+        for x in 0..screen.width {
+            let (r, g, b) = frame.rgb(x, y).unwrap();
+            rgb.extend_from_slice(&[r, g, b]);
+        }
+    }
+    (screen.width, screen.height, rgb)
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_viewer_sees_the_screen_and_its_input_and_clipboard_reach_the_host() {
+    let server = server();
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let mut s = connect(&server, xvfb.display(), "y");
+    assert!(
+        s.host.output().contains("session active"),
+        "{}",
+        s.host.output()
+    );
+
+    // The decoded picture matches the screen.
+    let png = settled_frame(&mut s.viewer);
+    let (w, h, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
+    let (sw, sh, truth) = screen_rgb(xvfb.display());
+    assert_eq!((w, h), (sw, sh));
+    let db = psnr(&decoded, &truth);
+    eprintln!("decoded frame vs screen: PSNR {db:.1} dB");
+    assert!(db >= 35.0, "PSNR {db:.1} dB < 35 dB");
+    assert_eq!(mode(&png), 0o600, "frames are screen content");
+
+    // A click and typing arrive at the X client on the host's display.
+    s.viewer.send("click 123 77");
+    s.viewer.send("type Hi, there!");
+    let evs = desk.wait_events(WAIT, |e| {
+        e.iter()
+            .filter(|e| matches!(e, Event::KeyRelease(_)))
+            .count()
+            >= 14
+    });
+    let press = evs.iter().find_map(|e| match e {
+        Event::ButtonPress(b) => Some((b.detail, b.event_x, b.event_y)),
+        _ => None,
+    });
+    assert_eq!(press, Some((1, 123, 77)), "{evs:?}");
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, Event::ButtonRelease(b) if b.detail == 1)));
+    assert_eq!(desk.typed(), "Hi, there!");
+
+    // Clipboard, viewer → host: an X client on the host's display pastes it.
+    let host_clip = Clipboard::connect(Some(xvfb.display()), 1 << 20).unwrap();
+    s.viewer.send("clipboard from the viewer: ünïcode ✓");
+    s.host.wait_line("clipboard: ");
+    let pasted = host_clip.get_text(Duration::from_secs(5)).unwrap();
+    assert_eq!(pasted.as_deref(), Some("from the viewer: ünïcode ✓"));
+
+    // Clipboard, host → viewer: a program on the host copies; the viewer receives it.
+    host_clip.set_text("copied on the host".into()).unwrap();
+    s.viewer.wait_line("clipboard from the host: ");
+    let file = s.frames.join("clipboard.txt");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "copied on the host"
+    );
+    assert_eq!(mode(&file), 0o600, "clipboard text is a secret");
+
+    // The viewer ends the session; both sides say so and exit cleanly.
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    assert!(s.viewer.output().contains("session ended: ended here"));
+    s.host.wait_line("session ended: the viewer ended it");
+}
+
+#[test]
+fn a_view_only_session_shows_the_screen_but_refuses_and_counts_input() {
+    let server = server();
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let mut s = connect(&server, xvfb.display(), "v");
+    s.viewer.wait_line("the host allows: view");
+    s.viewer.send("click 10 10");
+    s.viewer.send("type abc");
+    s.viewer.send("clipboard not allowed");
+    let refused = s.host.wait_line("refused input from a view-only viewer");
+    assert!(refused.contains("events so far"), "{refused}");
+    let said = s
+        .viewer
+        .wait_line("input refused by the host (view only): ");
+    assert!(said.trim_end_matches(" events").parse::<u32>().unwrap() >= 1);
+    // Give anything that slipped through time to arrive: nothing may.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(desk.input_events(), 0, "view-only input reached the host");
+    assert!(
+        !s.host.output().contains("clipboard: "),
+        "{}",
+        s.host.output()
+    );
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    let ended = s.host.wait_line("session ended: ");
+    // A click (move, press, release), 6 key events and a clipboard text, all refused.
+    assert!(ended.contains("0 input events, 10 refused"), "{ended}");
+}
+
+#[test]
+fn a_viewer_killed_with_sigkill_stops_capture_and_releases_held_keys_within_2_s() {
+    let server = server();
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let mut s = connect(&server, xvfb.display(), "y");
+    s.viewer.send("keydown a");
+    s.viewer.send("down left");
+    desk.wait_events(WAIT, |e| {
+        e.iter().any(|e| matches!(e, Event::KeyPress(_)))
+            && e.iter().any(|e| matches!(e, Event::ButtonPress(_)))
+    });
+    s.viewer.child.kill().unwrap(); // SIGKILL: no goodbye of any kind
+    let killed = Instant::now();
+    let evs = desk.wait_events(Duration::from_secs(5), |e| {
+        e.iter().any(|e| matches!(e, Event::KeyRelease(_)))
+            && e.iter().any(|e| matches!(e, Event::ButtonRelease(_)))
+    });
+    let released = killed.elapsed();
+    assert!(
+        evs.iter().any(|e| matches!(e, Event::KeyRelease(_)))
+            && evs.iter().any(|e| matches!(e, Event::ButtonRelease(_))),
+        "held key and button not released: {evs:?}\n{}",
+        s.host.output()
+    );
+    assert!(
+        released <= Duration::from_secs(2),
+        "released after {released:?}"
+    );
+    s.host
+        .wait_line("the viewer stopped answering: capture paused");
+    assert!(
+        killed.elapsed() <= Duration::from_secs(3),
+        "{}",
+        s.host.output()
+    );
+}
