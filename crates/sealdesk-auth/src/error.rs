@@ -68,7 +68,9 @@ pub enum HandshakeError {
         presented: DeviceFingerprint,
     },
     /// No key is pinned for this host number: unattended access needs pairing first.
-    #[error("not paired with host {0}: connect once with a one-time code and choose \"remember this device\"")]
+    #[error(
+        "not paired with host {0}: pair once with the code it shows (`sealdesk pair connect CODE`)"
+    )]
     NotPaired(RoutingNumber),
     /// The viewer's key is not in the host's pairing registry.
     #[error("device {0} is not paired with this host")]

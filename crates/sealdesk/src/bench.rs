@@ -23,6 +23,8 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 pub(crate) enum BenchCommand {
     /// Signaling server: memory per idle device and envelope round-trip latency.
     Signaling(SignalingArgs),
+    /// A whole session on Xvfb: first-frame time, fps, bitrate and host CPU per scenario.
+    Session(crate::bench_session::SessionArgs),
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +50,7 @@ pub(crate) struct SignalingArgs {
 pub(crate) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Signaling(args) => signaling(args).await,
+        BenchCommand::Session(args) => crate::bench_session::run(args).await,
     }
 }
 
@@ -104,17 +107,22 @@ impl ServerProcess {
 
     /// User + system CPU time consumed so far.
     fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the parenthesised command name; utime and stime are 14 and 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = [11usize, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
-            .sum();
-        // Linux reports in USER_HZ, which is 100 on every supported architecture.
-        Ok(Duration::from_millis(ticks * 10))
+        proc_cpu_time(self.pid)
     }
+}
+
+/// User + system CPU time process `pid` has consumed so far (all its threads).
+pub(crate) fn proc_cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11usize, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // Linux reports in USER_HZ, which is 100 on every supported architecture.
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 struct Report {

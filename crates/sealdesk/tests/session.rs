@@ -34,8 +34,8 @@ const H: u16 = 600;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A desktop-like test picture: a gradient, solid panels, and rows of glyph-sized marks.
-fn picture() -> Vec<u8> {
-    let (w, h) = (usize::from(W), usize::from(H));
+fn picture(w: u16, h: u16) -> Vec<u8> {
+    let (w, h) = (usize::from(w), usize::from(h));
     let mut px = vec![0u8; w * h * 4];
     for y in 0..h {
         for x in 0..w {
@@ -72,6 +72,10 @@ struct Desk {
 
 impl Desk {
     fn open(display: &str) -> Self {
+        Self::open_sized(display, W, H)
+    }
+
+    fn open_sized(display: &str, w: u16, h: u16) -> Self {
         let (conn, screen) = RustConnection::connect(Some(display)).unwrap();
         let root = conn.setup().roots[screen].root;
         let window = conn.generate_id().unwrap();
@@ -81,8 +85,8 @@ impl Desk {
             root,
             0,
             0,
-            W,
-            H,
+            w,
+            h,
             0,
             WindowClass::INPUT_OUTPUT,
             x11rb::COPY_FROM_PARENT,
@@ -99,23 +103,23 @@ impl Desk {
         conn.map_window(window).unwrap().check().unwrap();
         let gc = conn.generate_id().unwrap();
         conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
-        let px = picture();
+        let px = picture(w, h);
         // In bands: one PutImage must fit the server's request size.
-        let band = 50usize;
-        for y0 in (0..usize::from(H)).step_by(band) {
-            let rows = band.min(usize::from(H) - y0);
-            let start = y0 * usize::from(W) * 4;
+        let band = 40usize;
+        for y0 in (0..usize::from(h)).step_by(band) {
+            let rows = band.min(usize::from(h) - y0);
+            let start = y0 * usize::from(w) * 4;
             conn.put_image(
                 ImageFormat::Z_PIXMAP,
                 window,
                 gc,
-                W,
+                w,
                 rows as u16,
                 0,
                 y0 as i16,
                 0,
                 24,
-                &px[start..start + rows * usize::from(W) * 4],
+                &px[start..start + rows * usize::from(w) * 4],
             )
             .unwrap()
             .check()
@@ -227,6 +231,17 @@ struct Pair {
 /// Starts `sealdesk host` on `display`, connects a headless viewer with its code, answers
 /// the consent prompt with `answer`, and waits for the first decoded frame.
 fn connect(server: &Server, display: &str, answer: &str) -> Pair {
+    connect_with(server, display, answer, &[], &[])
+}
+
+/// [`connect`] with extra arguments for `sealdesk host` and `sealdesk connect`.
+fn connect_with(
+    server: &Server,
+    display: &str,
+    answer: &str,
+    host_args: &[&str],
+    viewer_args: &[&str],
+) -> Pair {
     let (hd, vd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut cmd = sealdesk(hd.path());
     cmd.args([
@@ -238,7 +253,8 @@ fn connect(server: &Server, display: &str, answer: &str) -> Pair {
         "--no-qr",
         "--label",
         "test host",
-    ]);
+    ])
+    .args(host_args);
     let mut host = Proc::spawn_interactive(cmd);
     let code = host.wait_line("code: ");
     let frames = vd.path().join("frames");
@@ -246,7 +262,8 @@ fn connect(server: &Server, display: &str, answer: &str) -> Pair {
     cmd.args(["connect", &code, "--server", &server.url, "--headless"])
         .arg("--frames")
         .arg(&frames)
-        .args(["--frame-interval", "100", "--label", "test viewer"]);
+        .args(["--frame-interval", "100", "--label", "test viewer"])
+        .args(viewer_args);
     let mut viewer = Proc::spawn_interactive(cmd);
     host.wait_line("Allow? ");
     assert!(
@@ -454,4 +471,220 @@ fn a_viewer_killed_with_sigkill_stops_capture_and_releases_held_keys_within_2_s(
         "{}",
         s.host.output()
     );
+}
+
+#[test]
+fn a_viewer_without_vp9_gets_vp8() {
+    let server = server();
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let _desk = Desk::open(xvfb.display());
+    let mut s = connect_with(&server, xvfb.display(), "y", &[], &["--codec", "vp8"]);
+    s.host.wait_line("● session active");
+    assert!(
+        s.host
+            .output()
+            .contains("session active: this screen is being shared (VP8,"),
+        "{}",
+        s.host.output()
+    );
+    let png = settled_frame(&mut s.viewer);
+    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
+    let (_, _, truth) = screen_rgb(xvfb.display());
+    let db = psnr(&decoded, &truth);
+    eprintln!("VP8: decoded frame vs screen: PSNR {db:.1} dB");
+    assert!(db >= 30.0, "PSNR {db:.1} dB");
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+}
+
+/// Two RandR monitors on one X screen: the host streams the one asked for, the viewer
+/// switches, and pointer coordinates are the shown monitor's.
+#[test]
+fn the_host_streams_the_chosen_monitor_and_the_viewer_can_switch() {
+    use x11rb::protocol::randr::{self, ConnectionExt as _};
+    let server = server();
+    let xvfb = Xvfb::start(1280, 720).unwrap();
+    {
+        let (conn, screen) = RustConnection::connect(Some(xvfb.display())).unwrap();
+        let root = conn.setup().roots[screen].root;
+        conn.randr_query_version(1, 5).unwrap().reply().unwrap();
+        for (name, x, width) in [("LEFT", 0, 800), ("RIGHT", 800, 480)] {
+            let atom = conn
+                .intern_atom(false, name.as_bytes())
+                .unwrap()
+                .reply()
+                .unwrap()
+                .atom;
+            conn.randr_set_monitor(
+                root,
+                randr::MonitorInfo {
+                    name: atom,
+                    primary: x == 0,
+                    automatic: false,
+                    x,
+                    y: 0,
+                    width,
+                    height: 720,
+                    width_in_millimeters: 0,
+                    height_in_millimeters: 0,
+                    outputs: vec![],
+                },
+            )
+            .unwrap()
+            .check()
+            .unwrap();
+        }
+    }
+    let monitors = Capturer::connect(Some(xvfb.display()))
+        .unwrap()
+        .monitors()
+        .unwrap();
+    let index = |name: &str| monitors.iter().position(|m| m.name == name).unwrap();
+    let (left, right) = (index("LEFT"), index("RIGHT"));
+    let desk = Desk::open_sized(xvfb.display(), 1280, 720);
+    let mut s = connect_with(
+        &server,
+        xvfb.display(),
+        "y",
+        &["--monitor", &right.to_string()],
+        &[],
+    );
+    let first = s.viewer.output();
+    assert!(first.contains("first frame 480x720"), "{first}");
+    assert!(
+        first.contains(&format!(
+            "the host has {} monitors; showing {right}",
+            monitors.len()
+        )),
+        "{first}"
+    );
+    // A click in the shown monitor's pixels lands there on the X screen.
+    s.viewer.send("click 10 20");
+    let evs = desk.wait_events(WAIT, |e| {
+        e.iter().any(|e| matches!(e, Event::ButtonPress(_)))
+    });
+    let at = evs.iter().find_map(|e| match e {
+        Event::ButtonPress(b) => Some((b.root_x, b.root_y)),
+        _ => None,
+    });
+    assert_eq!(at, Some((810, 20)));
+    // Switch: the frames become the other monitor's size.
+    s.viewer.send(&format!("monitor {left}"));
+    s.host
+        .wait_line(&format!("the viewer switched to monitor {left}"));
+    let deadline = Instant::now() + WAIT;
+    while !s.viewer.output().contains(" 800x720 ") {
+        assert!(Instant::now() < deadline, "{}", s.viewer.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+}
+
+#[test]
+fn a_paired_viewer_connects_by_name_and_a_revoked_one_is_refused() {
+    let server = server();
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let _desk = Desk::open(xvfb.display());
+    let (hd, vd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Pair once, allowing unattended access.
+    let mut cmd = sealdesk(hd.path());
+    cmd.args([
+        "pair",
+        "host",
+        "--server",
+        &server.url,
+        "--label",
+        "office pc",
+        "--yes",
+        "--permissions",
+        "view,input,clipboard,unattended",
+    ]);
+    let mut pair_host = Proc::spawn(cmd);
+    let code = pair_host.wait_line("code: ");
+    let out = sealdesk(vd.path())
+        .args([
+            "pair",
+            "connect",
+            &code,
+            "--server",
+            &server.url,
+            "--label",
+            "alice laptop",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(pair_host.wait_exit(), "{}", pair_host.output());
+
+    // The host lets paired devices in without asking; the viewer names the host.
+    let mut cmd = sealdesk(hd.path());
+    cmd.args([
+        "host",
+        "--server",
+        &server.url,
+        "--display",
+        xvfb.display(),
+        "--no-qr",
+        "--auto-accept-paired",
+    ]);
+    let mut host = Proc::spawn_interactive(cmd);
+    host.wait_line("code: ");
+    let frames = vd.path().join("frames");
+    let mut cmd = sealdesk(vd.path());
+    cmd.args([
+        "connect",
+        "office pc",
+        "--server",
+        &server.url,
+        "--headless",
+    ])
+    .arg("--frames")
+    .arg(&frames);
+    let mut viewer = Proc::spawn_interactive(cmd);
+    viewer.wait_line("first frame ");
+    let started = host.wait_line("session started with ");
+    assert!(
+        started.contains("\"alice laptop\"") && started.contains("paired device"),
+        "{started}"
+    );
+    assert!(!host.output().contains("Allow?"), "{}", host.output());
+    viewer.send("end");
+    assert!(viewer.wait_exit(), "{}", viewer.output());
+    host.wait_line("session ended: ");
+
+    // Revoked on the host (while it runs): the next attempt is refused by the registry.
+    let out = sealdesk(hd.path())
+        .args(["devices", "revoke", "alice laptop"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = sealdesk(vd.path());
+    cmd.args([
+        "connect",
+        "office pc",
+        "--server",
+        &server.url,
+        "--headless",
+        "--timeout",
+        "10",
+    ]);
+    let mut viewer = Proc::spawn_interactive(cmd);
+    assert!(!viewer.wait_exit(), "{}", viewer.output());
+    assert!(
+        viewer.output().to_lowercase().contains("revoked"),
+        "{}",
+        viewer.output()
+    );
+    let failed = host.wait_line("connection from ");
+    assert!(failed.contains("revoked"), "{failed}");
+    assert_eq!(host.output().matches("session started").count(), 1);
 }
