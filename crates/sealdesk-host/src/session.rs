@@ -18,7 +18,7 @@
 //! The host's user can end the session at any moment through [`SessionControl::end`].
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sealdesk_auth::trust::Permissions;
@@ -218,6 +218,7 @@ pub async fn run(
     mut notes: impl FnMut(SessionNote),
 ) -> SessionSummary {
     let started = Instant::now();
+    let answered = rtc.answered_codecs().to_vec();
     let (handle, mut events, task) = driver::spawn(rtc, socket);
     let mut run = Running {
         setup,
@@ -225,6 +226,7 @@ pub async fn run(
         started,
         gate: None,
         pipeline: None,
+        outbox: Arc::new(Mutex::new(Outbox::default())),
         input: None,
         clipboard,
         connect_time: None,
@@ -234,8 +236,35 @@ pub async fn run(
         path: None,
         ping_id: 0,
     };
+    // The answer already says which codecs the viewer takes: prime the encoder now.
+    if let Some(codec) = pick_codec(&answered, run.setup.codec) {
+        if let Err(e) = run.start_pipeline(codec) {
+            tracing::debug!(error = %e, "could not prime the pipeline; it starts when connected");
+        }
+    }
     let end_reason = run.drive(&mut events, &mut end, &mut notes).await;
     run.finish(end_reason, task).await
+}
+
+/// Pipeline output held until the transport is verified.
+#[derive(Debug, Default)]
+struct Outbox {
+    live: bool,
+    held: Vec<PipelineOutput>,
+}
+
+/// Hands one pipeline output to the driver; `false` if a frame could not be queued.
+fn send_output(handle: &DriverHandle, video: VideoCodec, out: PipelineOutput) -> bool {
+    match out {
+        PipelineOutput::Frame {
+            data, time_90khz, ..
+        } => handle.try_send_video(video, time_90khz, data),
+        PipelineOutput::Control(msg) => {
+            // Cursor updates are superseded by the next one; a layout is resent on change.
+            handle.try_send_control(msg);
+            true
+        }
+    }
 }
 
 /// The codec to send: the host's preference if the viewer offered it, else the other.
@@ -257,7 +286,10 @@ struct Running {
     handle: DriverHandle,
     started: Instant,
     gate: Option<Gate>,
-    pipeline: Option<Pipeline>,
+    /// The pipeline and the codec it encodes.
+    pipeline: Option<(Pipeline, (Codec, VideoCodec))>,
+    /// What the pipeline produced before the transport was verified.
+    outbox: Arc<Mutex<Outbox>>,
     input: Option<InputThread>,
     clipboard: Option<SyncedClipboard>,
     connect_time: Option<Duration>,
@@ -333,10 +365,18 @@ impl Running {
                     return Some(SessionEnd::NoCommonCodec);
                 };
                 self.connect_time = Some(self.started.elapsed());
+                tracing::debug!(
+                    after_ms = self.started.elapsed().as_millis() as u64,
+                    "transport ready"
+                );
                 self.last_heard = Instant::now();
-                if let Err(e) = self.start_media(codec).await {
+                if let Err(e) = self.go_live(codec).await {
                     return Some(SessionEnd::Capture(e));
                 }
+                tracing::debug!(
+                    after_ms = self.started.elapsed().as_millis() as u64,
+                    "media started"
+                );
                 notes(SessionNote::Started { codec: codec.0 });
             }
             SessionEvent::Control(msg) => {
@@ -349,12 +389,12 @@ impl Running {
                 tracing::debug!(error = %e, "dropped a control message that did not decode");
             }
             SessionEvent::KeyframeRequested => {
-                if let Some(p) = &self.pipeline {
+                if let Some((p, _)) = &self.pipeline {
                     p.request_keyframe();
                 }
             }
             SessionEvent::Bitrate(kbps) => {
-                if let Some(p) = &self.pipeline {
+                if let Some((p, _)) = &self.pipeline {
                     p.set_bitrate(kbps);
                 }
             }
@@ -367,7 +407,7 @@ impl Running {
             }
             _ => {}
         }
-        if let Some(p) = &self.pipeline {
+        if let Some((p, _)) = &self.pipeline {
             if !p.is_running() {
                 return Some(SessionEnd::Capture(
                     "screen capture stopped (see the log for why)".into(),
@@ -377,7 +417,40 @@ impl Running {
         None
     }
 
-    async fn start_media(&mut self, codec: (Codec, VideoCodec)) -> Result<(), String> {
+    /// Starts capture and encoding — primed: the first keyframe is encoded at once and held,
+    /// with everything else, until [`Running::go_live`]. Nothing leaves before the transport
+    /// is verified; the encoder's start-up and the first keyframe overlap ICE and DTLS.
+    fn start_pipeline(&mut self, codec: (Codec, VideoCodec)) -> Result<(), String> {
+        let config = PipelineConfig {
+            display: self.setup.display.clone(),
+            monitor: self.setup.monitor,
+            codec: codec.0,
+            max_fps: self.setup.max_fps,
+            initial_kbps: self.setup.initial_kbps,
+            prime: true,
+        };
+        let handle = self.handle.clone();
+        let video = codec.1;
+        let gate = self.outbox.clone();
+        let pipeline = Pipeline::start(config, move |out| {
+            let mut outbox = match gate.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if !outbox.live {
+                outbox.held.push(out);
+                return true;
+            }
+            drop(outbox);
+            send_output(&handle, video, out)
+        })
+        .map_err(|e| e.to_string())?;
+        self.pipeline = Some((pipeline, codec));
+        Ok(())
+    }
+
+    /// The transport is verified: say hello, send what the pipeline held, let it run.
+    async fn go_live(&mut self, codec: (Codec, VideoCodec)) -> Result<(), String> {
         let permissions = self.setup.permissions;
         let mut capabilities = caps::MONITORS;
         if permissions.contains(Permissions::INPUT) {
@@ -402,27 +475,27 @@ impl Running {
                 bits: permissions.bits(),
             })
             .await;
-        let config = PipelineConfig {
-            display: self.setup.display.clone(),
-            monitor: self.setup.monitor,
-            codec: codec.0,
-            max_fps: self.setup.max_fps,
-            initial_kbps: self.setup.initial_kbps,
+        // Primed for another codec than the one the viewer can take (or not at all): start over.
+        if self.pipeline.as_ref().is_some_and(|(_, c)| *c != codec) {
+            self.pipeline = None;
+        }
+        if self.pipeline.is_none() {
+            self.start_pipeline(codec)?;
+        }
+        let held = {
+            let mut outbox = match self.outbox.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            outbox.live = true;
+            std::mem::take(&mut outbox.held)
         };
-        let handle = self.handle.clone();
-        let video = codec.1;
-        let pipeline = Pipeline::start(config, move |out| match out {
-            PipelineOutput::Frame {
-                data, time_90khz, ..
-            } => handle.try_send_video(video, time_90khz, data),
-            PipelineOutput::Control(msg) => {
-                // Cursor updates are superseded by the next one; a layout is resent on change.
-                handle.try_send_control(msg);
-                true
-            }
-        })
-        .map_err(|e| e.to_string())?;
-        self.pipeline = Some(pipeline);
+        for out in held {
+            send_output(&self.handle, codec.1, out);
+        }
+        if let Some((p, _)) = &self.pipeline {
+            p.release();
+        }
         self.gate = Some(Gate::new(permissions));
         Ok(())
     }
@@ -431,7 +504,7 @@ impl Running {
         self.last_heard = Instant::now();
         if self.silent {
             self.silent = false;
-            if let Some(p) = &self.pipeline {
+            if let Some((p, _)) = &self.pipeline {
                 p.pause(false);
             }
             notes(SessionNote::ViewerBack);
@@ -481,13 +554,13 @@ impl Running {
                 }
             }
             ControlMessage::SelectMonitor { index } => {
-                if let Some(p) = &self.pipeline {
+                if let Some((p, _)) = &self.pipeline {
                     p.select_monitor(index);
                     notes(SessionNote::Monitor { index });
                 }
             }
             ControlMessage::RequestKeyframe => {
-                if let Some(p) = &self.pipeline {
+                if let Some((p, _)) = &self.pipeline {
                     p.request_keyframe();
                 }
             }
@@ -540,7 +613,7 @@ impl Running {
         }
         if quiet >= self.setup.limits.pause_after && !self.silent {
             self.silent = true;
-            if let Some(p) = &self.pipeline {
+            if let Some((p, _)) = &self.pipeline {
                 p.pause(true);
             }
             if let Some(input) = &self.input {
@@ -557,9 +630,9 @@ impl Running {
         task: tokio::task::JoinHandle<()>,
     ) -> SessionSummary {
         let pipeline_stats: Option<Arc<PipelineStats>> =
-            self.pipeline.as_ref().map(|p| p.stats().clone());
+            self.pipeline.as_ref().map(|(p, _)| p.stats().clone());
         // Stop capturing and release input first: these are what the host user cares about.
-        if let Some(p) = self.pipeline.take() {
+        if let Some((p, _)) = self.pipeline.take() {
             let stop = tokio::task::spawn_blocking(move || p.stop());
             if let Ok(Err(e)) = stop.await {
                 tracing::warn!(error = %e, "capture ended with an error");

@@ -74,7 +74,8 @@ impl std::fmt::Debug for Decoder {
 }
 
 impl Decoder {
-    /// A single-threaded decoder for `codec` accepting frames up to [`DEFAULT_MAX_PIXELS`].
+    /// A decoder for `codec` (two threads for VP9, one for VP8) accepting frames up to
+    /// [`DEFAULT_MAX_PIXELS`].
     pub fn new(codec: Codec) -> Result<Self, DecodeError> {
         #[allow(unsafe_code, reason = "zero-initialising a plain C struct")]
         // SAFETY: vpx_codec_ctx_t is integers, raw pointers, a union of pointers and a C enum
@@ -86,7 +87,11 @@ impl Decoder {
             max_pixels: DEFAULT_MAX_PIXELS,
         };
         let cfg = ffi::vpx_codec_dec_cfg_t {
-            threads: 1,
+            // VP9 decodes tile columns in parallel (the encoder makes two); VP8 gains nothing.
+            threads: match codec {
+                Codec::Vp9 => 2,
+                Codec::Vp8 => 1,
+            },
             w: 0,
             h: 0,
         };

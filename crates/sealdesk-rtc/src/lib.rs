@@ -227,6 +227,8 @@ pub struct Session {
     pending: Option<SdpPendingOffer>,
     control: Option<ChannelId>,
     video: Option<Mid>,
+    /// Whether this side sends on the video track (the host).
+    video_sends: bool,
     dtls_ok: bool,
     ready: bool,
     closed: bool,
@@ -235,6 +237,8 @@ pub struct Session {
     timeout: Instant,
     /// Our host candidates: a selected pair from any other local address is relayed.
     host_addrs: Vec<SocketAddr>,
+    /// The video codecs our answer accepted (host).
+    answered_codecs: Vec<VideoCodec>,
 }
 
 impl std::fmt::Debug for Session {
@@ -246,6 +250,25 @@ impl std::fmt::Debug for Session {
             .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
+}
+
+/// The video codecs an SDP's `a=rtpmap` lines name, VP9 first.
+fn codecs_in_sdp(sdp: &str) -> Vec<VideoCodec> {
+    let names = |name: &str| {
+        sdp.lines().any(|l| {
+            l.strip_prefix("a=rtpmap:")
+                .and_then(|r| r.split_whitespace().nth(1))
+                .is_some_and(|enc| enc.eq_ignore_ascii_case(name))
+        })
+    };
+    [
+        (VideoCodec::Vp9, "VP9/90000"),
+        (VideoCodec::Vp8, "VP8/90000"),
+    ]
+    .into_iter()
+    .filter(|(_, n)| names(n))
+    .map(|(c, _)| c)
+    .collect()
 }
 
 fn to_fp(f: &str0m::crypto::Fingerprint) -> Option<DtlsFingerprint> {
@@ -298,6 +321,7 @@ impl Session {
             pending: None,
             control: None,
             video: None,
+            video_sends: false,
             dtls_ok: false,
             ready: false,
             closed: false,
@@ -305,6 +329,7 @@ impl Session {
             events: VecDeque::new(),
             timeout: now,
             host_addrs: vec![local],
+            answered_codecs: Vec::new(),
         };
         s.drain();
         Ok(s)
@@ -348,7 +373,16 @@ impl Session {
             .accept_offer(offer)
             .map_err(|e| SessionError::Sdp(e.to_string()));
         self.drain();
-        Ok(answer?.to_sdp_string())
+        let answer = answer?.to_sdp_string();
+        self.answered_codecs = codecs_in_sdp(&answer);
+        Ok(answer)
+    }
+
+    /// Host, once it answered: the codecs the answer accepted for video, VP9 first. The same
+    /// as [`SessionEvent::Ready`]'s `send_codecs` will say, but known before DTLS is up, so
+    /// the host can get its encoder ready (and its first keyframe) while the transport connects.
+    pub fn answered_codecs(&self) -> &[VideoCodec] {
+        &self.answered_codecs
     }
 
     /// Viewer: applies the host's answer (already opened and checked by the sealed channel).
@@ -443,6 +477,9 @@ impl Session {
     /// Host: every codec the negotiated video track can carry, VP9 first (empty before DTLS
     /// is up, and on a receive-only side).
     pub fn video_codecs(&mut self) -> Vec<VideoCodec> {
+        if !self.video_sends {
+            return Vec::new();
+        }
         let Some(writer) = self.video.and_then(|mid| self.rtc.writer(mid)) else {
             return Vec::new();
         };
@@ -613,7 +650,10 @@ impl Session {
                     Err(err) => self.events.push_back(SessionEvent::Malformed(err)),
                 }
             }
-            Event::MediaAdded(m) if m.kind == MediaKind::Video => self.video = Some(m.mid),
+            Event::MediaAdded(m) if m.kind == MediaKind::Video => {
+                self.video = Some(m.mid);
+                self.video_sends = matches!(m.direction, Direction::SendOnly | Direction::SendRecv);
+            }
             Event::MediaData(d) if self.ready && Some(d.mid) == self.video => {
                 let codec = match d.params.spec().codec {
                     Codec::Vp9 => Some(VideoCodec::Vp9),

@@ -136,8 +136,22 @@ fn sealed_offer_and_answer_then_control_messages_both_ways() {
         v.send_control(&ControlMessage::ReleaseAll),
         Err(SessionError::State(_))
     ));
+    assert_eq!(
+        h.answered_codecs(),
+        [sealdesk_rtc::VideoCodec::Vp9, sealdesk_rtc::VideoCodec::Vp8]
+    );
     let (ve, he) = drive(&mut v, &mut h, |a, b| ready(a) && ready(b));
     assert!(ready(&ve) && ready(&he), "viewer {ve:?} host {he:?}");
+    // The host may send what its answer accepted; the receive-only viewer sends nothing.
+    assert!(he.contains(&SessionEvent::Ready {
+        send_codecs: vec![sealdesk_rtc::VideoCodec::Vp9, sealdesk_rtc::VideoCodec::Vp8]
+    }));
+    assert!(
+        ve.contains(&SessionEvent::Ready {
+            send_codecs: vec![]
+        }),
+        "{ve:?}"
+    );
 
     let key = ControlMessage::Key {
         keysym: 0x61,

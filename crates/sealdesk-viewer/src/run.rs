@@ -394,6 +394,13 @@ impl Viewer {
                 ..
             } => {
                 self.heard(notes);
+                if self.video_bytes == 0 {
+                    tracing::debug!(
+                        after_ms = self.started.elapsed().as_millis() as u64,
+                        bytes = data.len(),
+                        "first video frame received"
+                    );
+                }
                 self.video_bytes += data.len() as u64;
                 let Some(tx) = &self.decode_tx else {
                     return None;
