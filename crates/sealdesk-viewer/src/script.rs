@@ -344,6 +344,21 @@ mod tests {
         assert_eq!(parse_line("", 0), Ok(None));
     }
 
+    proptest::proptest! {
+        /// Whatever a person or a program types, a line is a command or an error — and every
+        /// command's messages encode within the control channel's limits.
+        #[test]
+        fn any_line_parses_or_errs_and_commands_encode(line in ".{0,300}", words in proptest::collection::vec("[a-z0-9+_-]{0,12}", 0..5)) {
+            for l in [line.clone(), words.join(" ")] {
+                if let Ok(Some(Command::Send(msgs))) = parse_line(&l, 3) {
+                    for m in msgs {
+                        proptest::prop_assert!(m.encode().is_ok(), "{m:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_lines_are_named_errors() {
         for bad in [

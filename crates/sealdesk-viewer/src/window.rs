@@ -209,6 +209,13 @@ pub enum FromWindow {
     /// The user closed the window (a [`ControlMessage::ReleaseAll`] came just before). The
     /// window is gone; [`WindowHandle::join`] returns.
     Closed,
+    /// The user asked for the next (`forward`) or previous monitor of the host with
+    /// Ctrl+Alt+Shift+→ / ←; the viewer picks the index and sends
+    /// [`ControlMessage::SelectMonitor`].
+    SwitchMonitor {
+        /// Next (true) or previous.
+        forward: bool,
+    },
 }
 
 /// Why the window could not be opened or stopped working.

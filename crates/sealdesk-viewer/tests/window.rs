@@ -309,6 +309,35 @@ fn viewer_window_on_xvfb() -> anyhow::Result<()> {
         key(XK_C, false),
         key(XK_CONTROL_L, false),
     ])?;
+    // The viewer's shortcut, Ctrl+Alt+Shift+→: the modifiers go to the host as keys, the
+    // arrow does not — it asks for the next monitor instead.
+    for (down, sym) in [
+        (true, XK_CONTROL_L),
+        (true, 0xffe9),
+        (true, XK_SHIFT_L),
+        (true, 0xff53),
+    ] {
+        injector.key(sym, down)?;
+    }
+    let (sent, switch) = inbox.until_switch()?;
+    assert_eq!(switch, FromWindow::SwitchMonitor { forward: true });
+    assert_eq!(
+        sent,
+        [
+            key(XK_CONTROL_L, true),
+            key(0xffe9, true),
+            key(XK_SHIFT_L, true)
+        ]
+    );
+    injector.key(0xff53, false)?;
+    for sym in [XK_SHIFT_L, 0xffe9, XK_CONTROL_L] {
+        injector.key(sym, false)?;
+    }
+    inbox.expect_exactly(&[
+        key(XK_SHIFT_L, false),
+        key(0xffe9, false),
+        key(XK_CONTROL_L, false),
+    ])?;
     // Named keys: Return, BackSpace, Tab, Escape, F5, Left, Home, Delete, Alt_L, Shift_R.
     for sym in [
         0xff0d, 0xff08, 0xff09, 0xff1b, 0xffc2, 0xff51, 0xff50, 0xffff, 0xffe9, 0xffe2,
@@ -572,6 +601,18 @@ impl Inbox {
             }
         }
         Ok(out)
+    }
+
+    /// The control messages before the next [`FromWindow::SwitchMonitor`], and it.
+    fn until_switch(&self) -> anyhow::Result<(Vec<ControlMessage>, FromWindow)> {
+        let mut sent = Vec::new();
+        loop {
+            match self.0.recv_timeout(TIMEOUT)? {
+                FromWindow::Control(m) => sent.push(m),
+                other @ FromWindow::SwitchMonitor { .. } => return Ok((sent, other)),
+                other => bail!("unexpected {other:?} after {sent:?}"),
+            }
+        }
     }
 
     /// Drops whatever is pending.

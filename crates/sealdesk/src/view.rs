@@ -81,11 +81,26 @@ async fn windowed(
     mut notes: impl FnMut(&ViewerNote) + Send + 'static,
 ) -> anyhow::Result<ViewerSummary> {
     let tx = input_tx.clone();
+    // The host's monitors (count, shown), for the window's monitor shortcut.
+    let monitors = Arc::new(Mutex::new((1usize, 0u8)));
+    let shown = monitors.clone();
     let handle = window::open(
         WindowConfig {
             title: options.title.clone(),
         },
         move |ev| match ev {
+            window::FromWindow::SwitchMonitor { forward } => {
+                let (count, active) = shown.lock().map_or((1, 0), |m| *m);
+                if count > 1 {
+                    let n = u8::try_from(count).unwrap_or(u8::MAX);
+                    let index = if forward {
+                        (active + 1) % n
+                    } else {
+                        (active + n - 1) % n
+                    };
+                    let _ = tx.blocking_send(ControlMessage::SelectMonitor { index });
+                }
+            }
             // Pointer motion is superseded by the next one; everything else must arrive.
             window::FromWindow::Control(m @ ControlMessage::PointerMove { .. }) => {
                 let _ = tx.try_send(m);
@@ -113,9 +128,27 @@ async fn windowed(
         move |note: ViewerNote| {
             notes(&note);
             let msg = match note {
-                ViewerNote::Stats(s) => Some(ToWindow::Stats(s.to_string())),
+                ViewerNote::Stats(s) => {
+                    let (count, active) = monitors.lock().map_or((1, 0), |m| *m);
+                    Some(ToWindow::Stats(if count > 1 {
+                        format!(
+                            "{s} · monitor {}/{count} (ctrl+alt+shift+arrows)",
+                            active + 1
+                        )
+                    } else {
+                        s.to_string()
+                    }))
+                }
                 ViewerNote::CursorShape(img) => Some(ToWindow::Cursor(Some(img))),
-                ViewerNote::Monitors { active, .. } => Some(ToWindow::Monitor { index: active }),
+                ViewerNote::Monitors {
+                    monitors: list,
+                    active,
+                } => {
+                    if let Ok(mut m) = monitors.lock() {
+                        *m = (list.len().max(1), active);
+                    }
+                    Some(ToWindow::Monitor { index: active })
+                }
                 ViewerNote::Clipboard(text) => {
                     if let Some(c) = &clipboard {
                         c.set(text);

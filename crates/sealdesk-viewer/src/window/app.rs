@@ -12,6 +12,7 @@ use winit::dpi::PhysicalSize;
 use winit::error::EventLoopError;
 use winit::event::{DeviceEvent, DeviceId, ElementState, KeyEvent, WindowEvent};
 use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop, EventLoopProxy};
+use winit::keyboard::{Key, ModifiersState, NamedKey};
 use winit::platform::modifier_supplement::KeyEventExtModifierSupplement;
 use winit::platform::x11::EventLoopBuilderExtX11;
 use winit::window::{CursorIcon, CustomCursor, Window, WindowId};
@@ -80,6 +81,7 @@ pub(super) fn run(
         pointer: Pointer::default(),
         wheel_echo: WheelEcho::default(),
         keyboard: Keyboard::default(),
+        modifiers: ModifiersState::empty(),
         cursor: CursorState::default(),
         warned: Warned::default(),
     };
@@ -144,6 +146,8 @@ struct App {
     pointer: Pointer,
     wheel_echo: WheelEcho,
     keyboard: Keyboard,
+    /// The modifiers held (for the viewer's own shortcut).
+    modifiers: ModifiersState,
     cursor: CursorState,
     warned: Warned,
 }
@@ -318,6 +322,23 @@ impl App {
     }
 
     fn keyboard_input(&mut self, event: &KeyEvent) {
+        // The viewer's one shortcut, Ctrl+Alt+Shift+←/→: show the previous/next monitor. The
+        // arrow is not sent to the host (the modifiers were, as keys of their own).
+        if event.state == ElementState::Pressed
+            && self.modifiers.control_key()
+            && self.modifiers.alt_key()
+            && self.modifiers.shift_key()
+        {
+            let forward = match event.key_without_modifiers() {
+                Key::Named(NamedKey::ArrowRight) => Some(true),
+                Key::Named(NamedKey::ArrowLeft) => Some(false),
+                _ => None,
+            };
+            if let Some(forward) = forward {
+                (self.events)(FromWindow::SwitchMonitor { forward });
+                return;
+            }
+        }
         match event.state {
             ElementState::Pressed => {
                 let sym = keys::keysym(&event.key_without_modifiers(), event.location);
@@ -411,6 +432,7 @@ impl ApplicationHandler<Wake> for App {
                 event_loop.exit();
             }
             WindowEvent::Focused(false) | WindowEvent::Occluded(true) => self.release_all(),
+            WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
             WindowEvent::Resized(_) | WindowEvent::ScaleFactorChanged { .. } => {
                 self.follow_scale(event_loop, false);
                 self.request_redraw();
