@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args, cli.data_dir).await,
             Command::Host(args) => host_cmd::run(args, cli.data_dir.as_deref()).await,
@@ -88,7 +88,12 @@ fn main() -> anyhow::Result<()> {
             Command::Pair(cmd) => pair::run(cmd, cli.data_dir.as_deref()).await,
             Command::Devices(cmd) => devices::run(cmd, cli.data_dir.as_deref()),
         }
-    })
+    });
+    // Reading standard input blocks a runtime thread that cannot be cancelled: waiting for
+    // it (as dropping the runtime would) hangs until the user presses Enter. Everything that
+    // matters has finished by now.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 fn identity(data_dir: Option<PathBuf>) -> anyhow::Result<()> {

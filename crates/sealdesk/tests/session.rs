@@ -493,8 +493,65 @@ fn a_viewer_without_vp9_gets_vp8() {
     let db = psnr(&decoded, &truth);
     eprintln!("VP8: decoded frame vs screen: PSNR {db:.1} dB");
     assert!(db >= 30.0, "PSNR {db:.1} dB");
-    s.viewer.send("end");
+    // The host's user ends the session at once; the viewer is told why and exits cleanly.
+    s.host.send("e");
+    s.host.wait_line("session ended: ended on this machine");
     assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    assert!(
+        s.viewer
+            .output()
+            .contains("session ended: the host ended it: the host ended the session"),
+        "{}",
+        s.viewer.output()
+    );
+}
+
+/// The window viewer, on a display of its own: the host's picture appears in it.
+#[test]
+fn the_window_viewer_shows_the_hosts_screen_on_its_own_display() {
+    let server = server();
+    let host_x = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let viewer_x = Xvfb::start(1280, 800).unwrap();
+    let _desk = Desk::open(host_x.display());
+    let (hd, vd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cmd = sealdesk(hd.path());
+    cmd.args([
+        "host",
+        "--server",
+        &server.url,
+        "--display",
+        host_x.display(),
+        "--no-qr",
+    ]);
+    let mut host = Proc::spawn_interactive(cmd);
+    let code = host.wait_line("code: ");
+    let mut cmd = sealdesk(vd.path());
+    cmd.args(["connect", &code, "--server", &server.url])
+        .env("DISPLAY", viewer_x.display());
+    let mut viewer = Proc::spawn_interactive(cmd);
+    host.wait_line("Allow? ");
+    host.send("y");
+    viewer.wait_line("first frame ");
+    // The picture's red panel (220, 40, 40) shows up, scaled, on the viewer's display.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, _, rgb) = screen_rgb(viewer_x.display());
+        let red = rgb
+            .chunks_exact(3)
+            .filter(|p| p[0] > 200 && p[1] < 70 && p[2] < 70)
+            .count();
+        if red > 5000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{red} red pixels: {}",
+            viewer.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.send("e");
+    assert!(viewer.wait_exit(), "{}", viewer.output());
 }
 
 /// Two RandR monitors on one X screen: the host streams the one asked for, the viewer
