@@ -104,7 +104,8 @@ pub enum SessionNote {
     ViewerSilent,
     /// The viewer is back: capture resumed.
     ViewerBack,
-    /// Events refused by the permissions, so far.
+    /// Events refused by the permissions, so far (at most every
+    /// [`crate::gate::REFUSAL_NOTICE_INTERVAL`]).
     Refused {
         /// The running count.
         count: u32,
@@ -520,12 +521,13 @@ impl Running {
         match gate.check(Instant::now(), &msg) {
             Verdict::Ignore => return None,
             Verdict::Refuse { notice } => {
+                // At most every REFUSAL_NOTICE_INTERVAL: to the viewer, and to the host's user.
                 if let Some(n) = notice {
                     let _ = self.handle.try_send_control(n);
+                    notes(SessionNote::Refused {
+                        count: gate.refused(),
+                    });
                 }
-                notes(SessionNote::Refused {
-                    count: gate.refused(),
-                });
                 return None;
             }
             Verdict::Allow => {}
