@@ -46,7 +46,7 @@ use crate::clipboard::SyncedClipboard;
 use crate::session::{self, SessionControl, SessionNote, SessionSetup, SessionSummary};
 
 /// Where the congestion controller's estimate starts, kbit/s — the pacer's first rate.
-/// The encoder starts lower ([`SessionSetup::initial_kbps`]), so the first keyframe is not
+/// The encoder starts lower ([`crate::pipeline::PipelineConfig::initial_kbps`]), so the first keyframe is not
 /// bigger for it, but crosses a fast path quickly: a 1080p keyframe of dense text is ~370 kB,
 /// ~0.7 s behind a 4 Mbit/s pacer and ~0.2 s behind this one. On a slower path the estimate
 /// falls within the first round trips (delay-based control), and the keyframe queues there
@@ -868,7 +868,7 @@ impl Agent {
         let mut setup = self.config.setup.clone();
         setup.permissions = est.permissions;
         let clipboard = if est.permissions.contains(Permissions::CLIPBOARD) {
-            match SyncedClipboard::connect(setup.display.as_deref()) {
+            match SyncedClipboard::connect(setup.capture.display.as_deref()) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "clipboard unavailable for this session");

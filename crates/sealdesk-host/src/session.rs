@@ -61,16 +61,9 @@ impl Default for SessionLimits {
 /// What to stream and allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSetup {
-    /// The X display (`None`: `$DISPLAY`).
-    pub display: Option<String>,
-    /// The monitor to start with.
-    pub monitor: usize,
-    /// The codec the host prefers; the viewer's offer decides what is possible.
-    pub codec: Codec,
-    /// The most frames per second.
-    pub max_fps: u32,
-    /// The first bitrate, kbit/s.
-    pub initial_kbps: u32,
+    /// Display, first monitor, preferred codec (the viewer's offer decides what is possible),
+    /// frame rate and first bitrate. `prime` is the session's business and ignored here.
+    pub capture: PipelineConfig,
     /// What the viewer may do.
     pub permissions: Permissions,
     /// Timing limits.
@@ -80,11 +73,7 @@ pub struct SessionSetup {
 impl Default for SessionSetup {
     fn default() -> Self {
         Self {
-            display: None,
-            monitor: 0,
-            codec: Codec::Vp9,
-            max_fps: 60,
-            initial_kbps: 4_000,
+            capture: PipelineConfig::default(),
             permissions: Permissions::DEFAULT_PAIRED,
             limits: SessionLimits::default(),
         }
@@ -238,7 +227,7 @@ pub async fn run(
         ping_id: 0,
     };
     // The answer already says which codecs the viewer takes: prime the encoder now.
-    if let Some(codec) = pick_codec(&answered, run.setup.codec) {
+    if let Some(codec) = pick_codec(&answered, run.setup.capture.codec) {
         if let Err(e) = run.start_pipeline(codec) {
             tracing::debug!(error = %e, "could not prime the pipeline; it starts when connected");
         }
@@ -362,7 +351,7 @@ impl Running {
     ) -> Option<SessionEnd> {
         match ev {
             SessionEvent::Ready { send_codecs } => {
-                let Some(codec) = pick_codec(&send_codecs, self.setup.codec) else {
+                let Some(codec) = pick_codec(&send_codecs, self.setup.capture.codec) else {
                     return Some(SessionEnd::NoCommonCodec);
                 };
                 self.connect_time = Some(self.started.elapsed());
@@ -423,12 +412,9 @@ impl Running {
     /// is verified; the encoder's start-up and the first keyframe overlap ICE and DTLS.
     fn start_pipeline(&mut self, codec: (Codec, VideoCodec)) -> Result<(), String> {
         let config = PipelineConfig {
-            display: self.setup.display.clone(),
-            monitor: self.setup.monitor,
             codec: codec.0,
-            max_fps: self.setup.max_fps,
-            initial_kbps: self.setup.initial_kbps,
             prime: true,
+            ..self.setup.capture.clone()
         };
         let handle = self.handle.clone();
         let video = codec.1;
@@ -456,8 +442,8 @@ impl Running {
         let mut capabilities = caps::MONITORS;
         if permissions.contains(Permissions::INPUT) {
             capabilities |= caps::INPUT;
-            let input =
-                InputThread::start(self.setup.display.as_deref()).map_err(|e| e.to_string())?;
+            let input = InputThread::start(self.setup.capture.display.as_deref())
+                .map_err(|e| e.to_string())?;
             self.input = Some(input);
         }
         if permissions.contains(Permissions::CLIPBOARD) && self.clipboard.is_some() {

@@ -108,11 +108,11 @@ async fn corrupted_control_messages_are_dropped_and_the_session_goes_on() {
     let (control, end) = SessionControl::new();
     let notes = Arc::new(Mutex::new(Vec::new()));
     let n = notes.clone();
-    let setup = SessionSetup {
-        display: Some(xvfb.display().to_owned()),
+    let mut setup = SessionSetup {
         permissions: Permissions::DEFAULT_PAIRED,
         ..SessionSetup::default()
     };
+    setup.capture.display = Some(xvfb.display().to_owned());
     let host = tokio::spawn(session::run(h, hsock, setup, None, end, move |note| {
         n.lock().unwrap().push(note)
     }));

@@ -19,12 +19,11 @@ use sealdesk_server::{Server, ServerConfig};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 use x11rb::connection::Connection as _;
-use x11rb::protocol::xproto::{
-    ChangeGCAux, ConnectionExt as _, CreateGCAux, CreateWindowAux, Gcontext, Window, WindowClass,
-};
+use x11rb::protocol::xproto::{ChangeGCAux, ConnectionExt as _, EventMask, Gcontext, Window};
 use x11rb::rust_connection::RustConnection;
 
 use crate::bench::proc_cpu_time;
+use crate::xwin::Canvas;
 
 #[derive(Debug, Args)]
 pub(crate) struct SessionArgs {
@@ -153,38 +152,14 @@ const CHAR: u16 = 6;
 const WORDS: &[u8] = b"the quick brown fox jumps over the lazy dog while the remote desktop stays end to end encrypted ";
 
 impl Page {
-    fn open(display: &str, width: u16, height: u16) -> anyhow::Result<Self> {
-        let (conn, screen) = RustConnection::connect(Some(display))?;
-        let root = conn.setup().roots.get(screen).context("no screen")?.root;
-        let window = conn.generate_id()?;
-        conn.create_window(
-            x11rb::COPY_DEPTH_FROM_PARENT,
+    fn open(display: &str) -> anyhow::Result<Self> {
+        let Canvas {
+            conn,
             window,
-            root,
-            0,
-            0,
+            gc,
             width,
             height,
-            0,
-            WindowClass::INPUT_OUTPUT,
-            x11rb::COPY_FROM_PARENT,
-            &CreateWindowAux::new()
-                .background_pixel(0xf8_f8_f8)
-                .override_redirect(1),
-        )?;
-        conn.map_window(window)?;
-        let font = conn.generate_id()?;
-        conn.open_font(font, b"fixed")?;
-        let gc = conn.generate_id()?;
-        conn.create_gc(
-            gc,
-            window,
-            &CreateGCAux::new()
-                .foreground(0x20_20_20)
-                .background(0xf8_f8_f8)
-                .font(font)
-                .graphics_exposures(0),
-        )?;
+        } = Canvas::open(display, 0xf8_f8_f8, 0x20_20_20, EventMask::NO_EVENT)?;
         let mut page = Self {
             conn,
             window,
@@ -285,7 +260,7 @@ fn parse_stats(line: &str) -> Option<(f64, f64)> {
 pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let xvfb = Xvfb::start(u32::from(args.width), u32::from(args.height))?;
-    let mut page = Page::open(xvfb.display(), args.width, args.height)?;
+    let mut page = Page::open(xvfb.display())?;
     let server = Server::bind(ServerConfig {
         listen: "127.0.0.1:0".parse()?,
         data_dir: Some(dir.path().join("server")),

@@ -17,6 +17,7 @@ use sealdesk_auth::code::{OneTimeCode, ViewerAttempts};
 use sealdesk_auth::IdentityKey;
 use sealdesk_client::{store, ClientConfig, SignalClient};
 use sealdesk_host::agent::{self, HostCommand, HostConfig, HostEvent};
+use sealdesk_host::pipeline::PipelineConfig;
 use sealdesk_host::session::{SessionNote, SessionSetup};
 use sealdesk_media::xvfb::Xvfb;
 use sealdesk_rtc::VideoCodec;
@@ -97,7 +98,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         label: "demo host".into(),
         data_dir: dir.path().join("host"),
         setup: SessionSetup {
-            display: Some(xvfb.display().to_owned()),
+            capture: PipelineConfig {
+                display: Some(xvfb.display().to_owned()),
+                ..PipelineConfig::default()
+            },
             ..SessionSetup::default()
         },
         attended_permissions: crate::host_cmd::ATTENDED_DEFAULT,

@@ -16,6 +16,7 @@ use sealdesk_auth::trust::Permissions;
 use sealdesk_client::store;
 use sealdesk_client::trust_store::TrustFiles;
 use sealdesk_host::agent::{self, ConsentRequest, HostCommand, HostConfig, HostEvent};
+use sealdesk_host::pipeline::PipelineConfig;
 use sealdesk_host::session::{SessionNote, SessionSetup};
 use sealdesk_media::Codec;
 use tokio::io::AsyncBufReadExt as _;
@@ -106,10 +107,13 @@ pub(crate) async fn run(args: HostArgs, data_dir: Option<&Path>) -> anyhow::Resu
         label,
         data_dir: dir,
         setup: SessionSetup {
-            display: args.display,
-            monitor: args.monitor,
-            codec: args.codec,
-            max_fps: args.fps,
+            capture: PipelineConfig {
+                display: args.display,
+                monitor: args.monitor,
+                codec: args.codec,
+                max_fps: args.fps,
+                ..PipelineConfig::default()
+            },
             ..SessionSetup::default()
         },
         attended_permissions,

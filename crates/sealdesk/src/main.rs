@@ -24,6 +24,7 @@ mod scene;
 mod server_cmd;
 mod text;
 mod view;
+mod xwin;
 
 /// sealdesk — an end-to-end encrypted remote desktop whose claims can be checked.
 #[derive(Debug, Parser)]

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
-    ChangeGCAux, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, Gcontext, InputFocus,
-    KeyButMask, Rectangle, Window, WindowClass,
+    ChangeGCAux, ConnectionExt as _, EventMask, Gcontext, InputFocus, KeyButMask, Rectangle, Window,
 };
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
+
+use crate::xwin::Canvas;
 
 const BACKGROUND: u32 = 0x1d_2b_3a;
 const PANEL: u32 = 0x2f_4b_66;
@@ -36,9 +36,7 @@ pub(crate) struct Scene {
 impl Scene {
     /// Opens the scene's window on `display` and starts animating it.
     pub(crate) fn start(display: &str) -> anyhow::Result<Self> {
-        let (conn, screen) = RustConnection::connect(Some(display))
-            .with_context(|| format!("cannot open display {display}"))?;
-        let painter = Painter::new(conn, screen)?;
+        let painter = Painter::new(display)?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -78,41 +76,18 @@ struct Painter {
 }
 
 impl Painter {
-    fn new(conn: RustConnection, screen: usize) -> anyhow::Result<Self> {
-        let root = conn
-            .setup()
-            .roots
-            .get(screen)
-            .context("the display has no such screen")?;
-        let (root_window, width, height) = (root.root, root.width_in_pixels, root.height_in_pixels);
-        let window = conn.generate_id()?;
-        conn.create_window(
-            x11rb::COPY_DEPTH_FROM_PARENT,
+    fn new(display: &str) -> anyhow::Result<Self> {
+        let Canvas {
+            conn,
             window,
-            root_window,
-            0,
-            0,
+            gc,
             width,
             height,
-            0,
-            WindowClass::INPUT_OUTPUT,
-            x11rb::COPY_FROM_PARENT,
-            &CreateWindowAux::new()
-                .background_pixel(BACKGROUND)
-                .override_redirect(1)
-                .event_mask(EventMask::KEY_PRESS | EventMask::BUTTON_PRESS | EventMask::EXPOSURE),
-        )?;
-        conn.map_window(window)?;
-        let font = conn.generate_id()?;
-        conn.open_font(font, b"fixed")?;
-        let gc = conn.generate_id()?;
-        conn.create_gc(
-            gc,
-            window,
-            &CreateGCAux::new()
-                .foreground(TEXT)
-                .background(PANEL)
-                .font(font),
+        } = Canvas::open(
+            display,
+            BACKGROUND,
+            TEXT,
+            EventMask::KEY_PRESS | EventMask::BUTTON_PRESS | EventMask::EXPOSURE,
         )?;
         // No window manager: give the window the keyboard focus ourselves.
         conn.set_input_focus(InputFocus::PARENT, window, x11rb::CURRENT_TIME)?;
