@@ -156,13 +156,38 @@ fn typing_a_uppercase_z_and_1_arrives_with_shift_only_on_z() -> anyhow::Result<(
         ]
     );
 
-    // A keysym no key produces is an error, and nothing is sent or held.
-    match injector.key(0x10f_fff0, true) {
-        Err(InputError::NoKeycode { keysym }) => assert_eq!(keysym, 0x10f_fff0),
+    // Keysyms the layout has no key for (Cyrillic Zhe, a Unicode keysym; the euro sign) are
+    // typed on spare keycodes, which the receiving client reads as those keysyms …
+    const ZHE: u32 = 0x100_0416;
+    const EURO: u32 = 0x20ac;
+    for sym in [ZHE, EURO, ZHE] {
+        injector.key(sym, true)?;
+        injector.key(sym, false)?;
+    }
+    assert_eq!(
+        key_events(&conn)?,
+        vec![
+            (true, ZHE, false),
+            (false, ZHE, false),
+            (true, EURO, false),
+            (false, EURO, false),
+            (true, ZHE, false),
+            (false, ZHE, false),
+        ]
+    );
+    // … and a value that is no keysym at all is an error: nothing sent or held.
+    match injector.key(0x2000_0000, true) {
+        Err(InputError::NoKeycode { keysym }) => assert_eq!(keysym, 0x2000_0000),
         other => anyhow::bail!("unexpected {other:?}"),
     }
     assert_eq!(injector.held_keysyms(), vec![]);
     assert_eq!(key_events(&conn)?, vec![]);
+    // The borrowed keycodes are given back when the injector goes.
+    drop(injector);
+    let setup = conn.setup();
+    let (min, max) = (setup.min_keycode, setup.max_keycode);
+    let map = conn.get_keyboard_mapping(min, max - min + 1)?.reply()?;
+    assert!(!map.keysyms.contains(&ZHE), "Zhe is still mapped");
     Ok(())
 }
 

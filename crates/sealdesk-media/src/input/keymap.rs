@@ -31,6 +31,24 @@ impl KeyMap {
         }
     }
 
+    /// Keycodes with no keysym at all, which a keysym the layout lacks may borrow.
+    pub(super) fn spare_keycodes(&self) -> Vec<u8> {
+        if self.per_keycode == 0 {
+            return Vec::new();
+        }
+        self.keysyms
+            .chunks_exact(self.per_keycode)
+            .enumerate()
+            .filter(|(_, syms)| syms.iter().all(|s| *s == NO_SYMBOL))
+            .filter_map(|(i, _)| u8::try_from(usize::from(self.min_keycode) + i).ok())
+            .collect()
+    }
+
+    /// Keysyms per keycode.
+    pub(super) fn per_keycode(&self) -> u8 {
+        u8::try_from(self.per_keycode).unwrap_or(u8::MAX)
+    }
+
     /// The key that produces `keysym` in group 1, unshifted if possible, else with Shift.
     /// Levels beyond Shift (AltGr) and other groups are not searched.
     pub(super) fn lookup(&self, keysym: u32) -> Option<KeyStroke> {
@@ -124,6 +142,15 @@ mod tests {
         assert_eq!(m.lookup(XK_SHIFT_R), None);
         assert_eq!(m.lookup(0), None);
         assert_eq!(KeyMap::default().lookup(0x61), None);
+    }
+
+    #[test]
+    fn spare_keycodes_are_the_empty_ones() {
+        // keycode 8: a A; 9: (nothing); 10: z; 11: (nothing).
+        let m = KeyMap::new(8, 2, vec![0x61, 0x41, 0, 0, 0x7a, 0, 0, 0]);
+        assert_eq!(m.spare_keycodes(), vec![9, 11]);
+        assert_eq!(m.per_keycode(), 2);
+        assert_eq!(KeyMap::default().spare_keycodes(), Vec::<u8>::new());
     }
 
     #[test]

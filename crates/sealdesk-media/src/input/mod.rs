@@ -22,6 +22,9 @@ use crate::x11::{self, XError};
 use crate::Monitor;
 use keymap::{KeyMap, XK_SHIFT_L, XK_SHIFT_R};
 
+/// Most spare keycodes borrowed at once for keysyms the layout lacks.
+pub const MAX_BORROWED: usize = 8;
+
 /// Most wheel clicks one [`Injector::scroll`] call injects; larger counts are clamped.
 pub const MAX_SCROLL_CLICKS: u32 = 64;
 
@@ -142,6 +145,9 @@ pub struct Injector {
     /// A Shift key this injector pressed by itself for a shifted keysym.
     auto_shift: Option<u8>,
     held_buttons: Vec<Button>,
+    /// Spare keycodes this injector mapped to keysyms the layout lacks, oldest first;
+    /// unmapped again on drop.
+    borrowed: Vec<(u8, u32)>,
 }
 
 impl std::fmt::Debug for Injector {
@@ -183,6 +189,7 @@ impl Injector {
             held_keys: Vec::new(),
             auto_shift: None,
             held_buttons: Vec::new(),
+            borrowed: Vec::new(),
         };
         injector.refresh_keymap()?;
         Ok(injector)
@@ -262,7 +269,9 @@ impl Injector {
     /// A keysym on the Shift level (uppercase letters, `!`, …) is typed with Shift: if the peer
     /// does not hold a Shift key, the injector presses one first and releases it when the last
     /// shifted key is released (or when an unshifted key is pressed). A keysym no key produces
-    /// is [`InputError::NoKeycode`]; the keyboard is never remapped. Pressing a held key again
+    /// (`€`, Cyrillic on a Latin layout, …) is typed on a spare keycode mapped to it for the
+    /// rest of the session — at most [`MAX_BORROWED`] at a time, given back on drop —
+    /// [`InputError::NoKeycode`] only when no spare keycode is left. Pressing a held key again
     /// repeats it; releasing a key this injector does not hold does nothing.
     ///
     /// Known limits: while the peer holds Shift itself, an unshifted keysym (e.g. `a`) comes
@@ -283,9 +292,10 @@ impl Injector {
             Some(s) => s,
             None => {
                 self.refresh_keymap()?;
-                self.keymap
-                    .lookup(keysym)
-                    .ok_or(InputError::NoKeycode { keysym })?
+                match self.keymap.lookup(keysym) {
+                    Some(s) => s,
+                    None => self.borrow_keycode(keysym)?,
+                }
             }
         };
         let peer_shift = self
@@ -311,6 +321,62 @@ impl Injector {
             shifted: stroke.shift,
         });
         self.fake(KEY_PRESS_EVENT, stroke.keycode, 0, 0)
+    }
+
+    /// Maps `keysym` (one the layout has no key for: `€`, Cyrillic on a Latin layout, …) onto
+    /// a spare keycode, at most [`MAX_BORROWED`] at a time (the oldest not held is reused).
+    /// X clients see a `MappingNotify` before the key event, so they read it right.
+    fn borrow_keycode(&mut self, keysym: u32) -> Result<keymap::KeyStroke, InputError> {
+        let none = InputError::NoKeycode { keysym };
+        // Legacy keysyms, or Unicode ones (0x01000100 + code point); nothing else is a keysym.
+        if !(keysym < 0x1_0000 || (0x0100_0100..=0x0110_ffff).contains(&keysym)) {
+            return Err(none);
+        }
+        let held = |k: u8, held: &[HeldKey]| held.iter().any(|h| h.keycode == k);
+        let keycode = if self.borrowed.len() < MAX_BORROWED {
+            let taken: Vec<u8> = self.borrowed.iter().map(|(k, _)| *k).collect();
+            self.keymap
+                .spare_keycodes()
+                .into_iter()
+                .find(|k| !taken.contains(k))
+        } else {
+            None
+        };
+        let keycode = match keycode {
+            Some(k) => k,
+            None => {
+                let i = self
+                    .borrowed
+                    .iter()
+                    .position(|(k, _)| !held(*k, &self.held_keys))
+                    .ok_or(none)?;
+                self.borrowed.remove(i).0
+            }
+        };
+        let per = self.keymap.per_keycode().max(1);
+        let mut syms = vec![0u32; usize::from(per)];
+        for s in syms.iter_mut().take(2) {
+            *s = keysym; // both levels, so a held Shift changes nothing
+        }
+        self.conn
+            .change_keyboard_mapping(1, keycode, per, &syms)?
+            .check()?;
+        self.borrowed.push((keycode, keysym));
+        self.refresh_keymap()?;
+        self.keymap
+            .lookup(keysym)
+            .ok_or(InputError::NoKeycode { keysym })
+    }
+
+    /// Gives back the keycodes borrowed for missing keysyms.
+    fn return_keycodes(&mut self) {
+        let per = self.keymap.per_keycode().max(1);
+        let empty = vec![0u32; usize::from(per)];
+        for (keycode, _) in std::mem::take(&mut self.borrowed) {
+            if let Ok(cookie) = self.conn.change_keyboard_mapping(1, keycode, per, &empty) {
+                let _ = cookie.check();
+            }
+        }
     }
 
     fn key_up(&mut self, keysym: u32) -> Result<(), InputError> {
@@ -392,5 +458,6 @@ impl Drop for Injector {
         // Nothing useful to do with an error here: the connection is going away, and with it
         // the chance to release anything.
         let _ = self.release_all();
+        self.return_keycodes();
     }
 }
