@@ -106,6 +106,7 @@ mod overlay;
 mod pointer;
 mod preflight;
 mod render;
+mod sprite;
 
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -188,6 +189,14 @@ pub enum ToWindow {
     /// One short line for the overlay, e.g. `"60 fps · 180 kbps · rtt 2 ms · direct"`; empty
     /// hides the overlay.
     Stats(String),
+    /// Where the host's pointer is, in picture pixels. When it is not where the local pointer
+    /// is (someone at the host moved it), the window draws the host's cursor there.
+    CursorAt {
+        /// Column.
+        x: i32,
+        /// Row.
+        y: i32,
+    },
     /// The remote monitor the pictures show: the `monitor` of every later
     /// [`ControlMessage::PointerMove`].
     Monitor {

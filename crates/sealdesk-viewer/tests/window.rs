@@ -393,6 +393,18 @@ fn viewer_window_on_xvfb() -> anyhow::Result<()> {
     );
     let centre = shape.argb[(10 * shape.width + 12) as usize];
     assert_eq!(centre, 0xffff_00ff, "cursor pixel {centre:#010x}");
+    // The host's own pointer, moved at the host: drawn into the picture where it is, as long
+    // as it is away from the local pointer (which shows the same shape itself).
+    injector.move_pointer(&screen, WIN.x + 80 + 2 * 50, WIN.y + 2 * 50)?;
+    let _ = inbox.last_move()?;
+    handle.send(ToWindow::CursorAt { x: 300, y: 200 })?;
+    // Picture (300, 200) is window (80 + 601, 401); the 12×10 sprite, 2×, hotspot (3, 4) → its
+    // centre lands 6 px right and 2 px down of the hotspot.
+    let (cx, cy) = (ox + 80 + 601 + 6, oy + 401 + 2);
+    expect_screen(&mut capturer, &[((cx, cy), Is((255, 0, 255)))])?;
+    // Where the local pointer is, the host's pointer is not drawn a second time.
+    handle.send(ToWindow::CursorAt { x: 50, y: 50 })?;
+    expect_screen(&mut capturer, &[((cx, cy), Is(WHITE))])?;
     // None goes back to the default arrow.
     handle.send(ToWindow::Cursor(None))?;
     wait_until(|| {

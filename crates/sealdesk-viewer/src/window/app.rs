@@ -23,6 +23,7 @@ use super::layout::Fit;
 use super::overlay;
 use super::pointer::{self, Pointer, WheelEcho};
 use super::render::{self, Renderer};
+use super::sprite;
 use super::{lock, CursorImage, FrameSlot, FromWindow, Picture, ToWindow, Wake, WindowError};
 
 /// The window's size when the monitor leaves room for it.
@@ -82,6 +83,7 @@ pub(super) fn run(
         wheel_echo: WheelEcho::default(),
         keyboard: Keyboard::default(),
         modifiers: ModifiersState::empty(),
+        remote_at: None,
         cursor: CursorState::default(),
         warned: Warned::default(),
     };
@@ -148,6 +150,8 @@ struct App {
     keyboard: Keyboard,
     /// The modifiers held (for the viewer's own shortcut).
     modifiers: ModifiersState,
+    /// Where the host's pointer is (picture pixels), as the host last said.
+    remote_at: Option<(i32, i32)>,
     cursor: CursorState,
     warned: Warned,
 }
@@ -224,6 +228,7 @@ impl App {
             // A zero-sized window shows nothing.
             return;
         };
+        let show_sprite = self.sprite_shown();
         let Some(view) = self.view.as_mut() else {
             return;
         };
@@ -244,12 +249,29 @@ impl App {
         if let Err(e) = self.renderer.draw(&mut buffer, w, h, self.picture.as_ref()) {
             warn_once(&mut self.warned.picture, "drawing the picture", &e);
         }
+        if show_sprite {
+            if let (Some(at), Some(image), Some(fit)) = (
+                self.remote_at,
+                self.cursor.remote.as_ref(),
+                self.picture
+                    .as_ref()
+                    .and_then(|p| Fit::new(p.width, p.height, w, h)),
+            ) {
+                sprite::draw(&mut buffer, w, &fit, image, at);
+            }
+        }
         let scale = view.window.scale_factor().round().clamp(1.0, 4.0);
         // In 1..=4 after the clamp.
         overlay::draw(&mut buffer, w, h, &self.stats, scale as u32);
         if let Err(e) = buffer.present() {
             warn_once(&mut self.warned.present, "presenting the frame", &e);
         }
+    }
+
+    /// Whether the host's pointer is drawn: known, and away from the local one.
+    fn sprite_shown(&self) -> bool {
+        self.remote_at
+            .is_some_and(|at| sprite::visible(at, self.pointer.local_pixel()))
     }
 
     fn new_picture(&mut self, event_loop: &ActiveEventLoop, picture: Picture) {
@@ -420,6 +442,13 @@ impl ApplicationHandler<Wake> for App {
             }
             Wake::Message(ToWindow::Monitor { index }) => self.pointer.set_monitor(index),
             Wake::Message(ToWindow::Close) => event_loop.exit(),
+            Wake::Message(ToWindow::CursorAt { x, y }) => {
+                let was = self.sprite_shown();
+                self.remote_at = Some((x, y));
+                if was || self.sprite_shown() {
+                    self.request_redraw();
+                }
+            }
         }
     }
 
@@ -439,11 +468,20 @@ impl ApplicationHandler<Wake> for App {
             }
             WindowEvent::RedrawRequested => self.draw(),
             WindowEvent::CursorMoved { position, .. } => {
+                let was = self.sprite_shown();
                 let fit = self.fit();
                 let m = self.pointer.moved(position.x, position.y, fit.as_ref());
                 self.emit_opt(m);
+                if was != self.sprite_shown() {
+                    self.request_redraw();
+                }
             }
-            WindowEvent::CursorLeft { .. } => self.pointer.left(),
+            WindowEvent::CursorLeft { .. } => {
+                self.pointer.left();
+                if self.sprite_shown() {
+                    self.request_redraw();
+                }
+            }
             WindowEvent::MouseInput { state, button, .. } => {
                 if let Some(button) = pointer::button_number(button) {
                     self.emit(ControlMessage::PointerButton {

@@ -112,6 +112,11 @@ impl Pointer {
         })
     }
 
+    /// The picture pixel last sent, while the pointer is over the window.
+    pub(crate) fn local_pixel(&self) -> Option<(u16, u16)> {
+        self.position.and(self.last_sent).map(|(_, x, y)| (x, y))
+    }
+
     /// The pointer left the window: the next move is sent even if it lands on the same pixel.
     pub(crate) fn left(&mut self) {
         self.position = None;
