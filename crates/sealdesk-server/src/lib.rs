@@ -37,6 +37,7 @@ pub mod config;
 mod hub;
 mod metrics;
 pub mod registry;
+pub mod relay;
 mod ws;
 
 pub use config::{ConfigError, Limits, ServerConfig};

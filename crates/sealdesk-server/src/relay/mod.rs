@@ -1,0 +1,511 @@
+//! The embedded TURN relay (RFC 8656 over UDP; DESIGN.md §6).
+//!
+//! When host and viewer have no direct path, their DTLS/SRTP packets go through a relay. It
+//! forwards ciphertext it cannot open; what it must not become is an open proxy, or a way to
+//! spend someone else's bandwidth. So:
+//!
+//! - only holders of a time-limited credential the signaling server issued get an allocation
+//!   ([`credentials`]: TURN REST, at most an hour), at most [`RelayConfig::quota_per_user`] each;
+//! - no permission, channel or datagram to a non-public address, in any IPv4-in-IPv6 form, or
+//!   to the relay's own addresses ([`policy`]) — checked on the requests and again on every
+//!   datagram about to leave a relayed socket; two clients of the same relay reach each other
+//!   inside the relay, never through its host's other services;
+//! - each allocation may move [`RelayConfig::bytes_per_sec`] each way.
+//!
+//! The TURN protocol itself is [`turn_server_proto`] (sans-IO); [`filter`] is the gatekeeper in
+//! front of it; this module is the thin socket shell: one task owns the state machine, reader
+//! tasks feed it datagrams through a bounded queue.
+
+pub mod credentials;
+pub mod filter;
+pub mod policy;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use turn_server_proto::api::{
+    SocketAllocateError, Transmit, TurnServerApi as _, TurnServerPollRet,
+};
+use turn_server_proto::server::TurnServer;
+use turn_types::{AddressFamily, TransportType};
+
+use self::credentials::RelaySecret;
+use self::filter::{Gatekeeper, Refusal, Verdict};
+use self::policy::PeerPolicy;
+
+/// The realm relay credentials are for.
+pub const REALM: &str = "sealdesk";
+/// Datagrams waiting for the relay task; more are dropped (UDP may drop anyway).
+const QUEUE: usize = 4096;
+/// The largest datagram read.
+const MAX_DATAGRAM: usize = 2048;
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Where clients reach it (UDP).
+    pub listen: SocketAddr,
+    /// The address relayed sockets bind to (default: the listen address; required when that
+    /// is unspecified, e.g. `0.0.0.0`).
+    pub relay_ip: Option<IpAddr>,
+    /// The secret credentials are checked against (shared with the signaling server).
+    pub secret: RelaySecret,
+    /// Allocations one credential may hold at once.
+    pub quota_per_user: usize,
+    /// Allocations the relay holds at most.
+    pub max_allocations: usize,
+    /// Bytes per second one allocation may relay each way (a second's worth may burst).
+    pub bytes_per_sec: u64,
+    /// Peers let through although they are not public — for tests in private network
+    /// namespaces only; empty in every release configuration.
+    pub allow_peers_for_tests: Vec<IpAddr>,
+}
+
+impl RelayConfig {
+    /// A relay on `listen` with `secret` and the default limits: 4 allocations per
+    /// credential, 1000 in all, 5 MB/s (40 Mbit/s) each way per allocation.
+    pub fn new(listen: SocketAddr, secret: RelaySecret) -> Self {
+        Self {
+            listen,
+            relay_ip: None,
+            secret,
+            quota_per_user: 4,
+            max_allocations: 1000,
+            bytes_per_sec: 5_000_000,
+            allow_peers_for_tests: Vec::new(),
+        }
+    }
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The listen address could not be bound.
+    #[error("cannot listen for TURN on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listen address is unspecified and no relay address was given.
+    #[error("the relay listens on {0}: also give the address relayed sockets use (relay_ip)")]
+    NoRelayIp(SocketAddr),
+}
+
+/// What the relay did, for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Allocations now.
+    pub allocations: AtomicU64,
+    /// Allocations made in all.
+    pub allocations_total: AtomicU64,
+    /// Requests refused for their credentials (malformed, expired, anonymous).
+    pub refused_credentials: AtomicU64,
+    /// Allocations refused at the quota.
+    pub refused_quota: AtomicU64,
+    /// Permissions, channels and Send indications refused for their peer.
+    pub refused_peers: AtomicU64,
+    /// Datagrams not sent because their destination is denied (the backstop).
+    pub refused_egress: AtomicU64,
+    /// Datagrams dropped by the bandwidth limit.
+    pub over_limit: AtomicU64,
+    /// Bytes relayed to peers and back.
+    pub relayed_bytes: AtomicU64,
+}
+
+/// A bound, not yet running relay.
+#[derive(Debug)]
+pub struct Relay {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    relay_ip: IpAddr,
+    config: RelayConfig,
+    stats: Arc<RelayStats>,
+}
+
+struct Datagram {
+    local: SocketAddr,
+    from: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// A byte bucket: `rate` bytes a second, at most a second's worth saved up.
+#[derive(Debug)]
+struct Bucket {
+    rate: u64,
+    tokens: u64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn new(rate: u64, now: std::time::Instant) -> Self {
+        Self {
+            rate,
+            tokens: rate,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, n: usize, now: std::time::Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at);
+        let refill = (elapsed.as_micros() as u64).saturating_mul(self.rate) / 1_000_000;
+        if refill > 0 {
+            self.tokens = self.tokens.saturating_add(refill).min(self.rate);
+            self.at = now;
+        }
+        let n = n as u64;
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One allocation's relayed socket.
+struct Allocation {
+    socket: Arc<UdpSocket>,
+    reader: JoinHandle<()>,
+    client: SocketAddr,
+    user: Option<String>,
+    out: Bucket,
+    inbound: Bucket,
+}
+
+impl Relay {
+    /// Binds the listen socket.
+    pub async fn bind(config: RelayConfig) -> Result<Self, RelayError> {
+        let relay_ip = match config.relay_ip {
+            Some(ip) => ip,
+            None if config.listen.ip().is_unspecified() => {
+                return Err(RelayError::NoRelayIp(config.listen))
+            }
+            None => config.listen.ip(),
+        };
+        let socket = UdpSocket::bind(config.listen)
+            .await
+            .map_err(|source| RelayError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local = socket.local_addr().map_err(|source| RelayError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            socket: Arc::new(socket),
+            local,
+            relay_ip,
+            config,
+            stats: Arc::new(RelayStats::default()),
+        })
+    }
+
+    /// The address clients reach (with the port actually bound).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The counters (live while it runs).
+    pub fn stats(&self) -> Arc<RelayStats> {
+        self.stats.clone()
+    }
+
+    /// Relays until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let (tx, mut rx) = mpsc::channel::<Datagram>(QUEUE);
+        let listen_reader = spawn_reader(self.socket.clone(), self.local, tx.clone());
+        let mut own = vec![self.local.ip(), self.relay_ip];
+        own.dedup();
+        let policy = PeerPolicy {
+            own,
+            allow_for_tests: self.config.allow_peers_for_tests.clone(),
+        };
+        let mut server = TurnServer::new(TransportType::Udp, self.local, REALM.to_owned());
+        server.set_nonce_expiry_duration(Duration::from_secs(600));
+        let mut shell = Shell {
+            base: std::time::Instant::now(),
+            server,
+            gate: Gatekeeper::new(
+                self.config.secret.clone(),
+                REALM,
+                policy,
+                self.config.quota_per_user,
+            ),
+            listen: self.socket,
+            local: self.local,
+            relay_ip: self.relay_ip,
+            config: self.config,
+            stats: self.stats,
+            allocations: HashMap::new(),
+            tx,
+        };
+        tokio::pin!(shutdown);
+        loop {
+            let wake = shell.drive().await;
+            tokio::select! {
+                () = &mut shutdown => break,
+                d = rx.recv() => match d {
+                    Some(d) => shell.input(d).await,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+            }
+        }
+        listen_reader.abort();
+        for (_, a) in shell.allocations.drain() {
+            a.reader.abort();
+        }
+    }
+}
+
+fn spawn_reader(
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    tx: mpsc::Sender<Datagram>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
+                    match tx.try_send(Datagram { local, from, data }) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+                // ICMP errors surface here on some systems; keep reading.
+                Err(e) => tracing::trace!(error = %e, "relay socket receive error"),
+            }
+        }
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+struct Shell {
+    base: std::time::Instant,
+    server: TurnServer,
+    gate: Gatekeeper,
+    listen: Arc<UdpSocket>,
+    local: SocketAddr,
+    relay_ip: IpAddr,
+    config: RelayConfig,
+    stats: Arc<RelayStats>,
+    allocations: HashMap<SocketAddr, Allocation>,
+    tx: mpsc::Sender<Datagram>,
+}
+
+impl Shell {
+    fn now(&self) -> turn_types::Instant {
+        let nanos = self.base.elapsed().as_nanos();
+        turn_types::Instant::from_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+    }
+
+    fn to_std(&self, t: turn_types::Instant) -> std::time::Instant {
+        let nanos = u64::try_from(t.as_nanos().max(0)).unwrap_or(0);
+        self.base + Duration::from_nanos(nanos)
+    }
+
+    fn count(&self, refusal: Option<Refusal>) {
+        let counter = match refusal {
+            Some(Refusal::Credentials) => &self.stats.refused_credentials,
+            Some(Refusal::Quota) => &self.stats.refused_quota,
+            Some(Refusal::Peer) => &self.stats.refused_peers,
+            None => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs the state machine until it only waits; returns when to wake.
+    async fn drive(&mut self) -> std::time::Instant {
+        loop {
+            let now = self.now();
+            match self.server.poll(now) {
+                TurnServerPollRet::WaitUntil(t) => {
+                    while let Some(t) = self.server.poll_transmit(self.now()) {
+                        self.send_out(t).await;
+                    }
+                    let wake = self.to_std(t);
+                    // Never sleep long: the state machine's timers are coarse.
+                    return wake.min(std::time::Instant::now() + Duration::from_secs(1));
+                }
+                TurnServerPollRet::AllocateSocket {
+                    transport,
+                    listen_addr,
+                    client_addr,
+                    allocation_transport,
+                    family,
+                } => {
+                    let result = self
+                        .allocate(client_addr, allocation_transport, family)
+                        .await;
+                    let now = self.now();
+                    self.server.allocated_socket(
+                        transport,
+                        listen_addr,
+                        client_addr,
+                        allocation_transport,
+                        family,
+                        result,
+                        now,
+                    );
+                }
+                TurnServerPollRet::SocketClose { listen_addr, .. } => {
+                    if let Some(a) = self.allocations.remove(&listen_addr) {
+                        a.reader.abort();
+                        if let Some(u) = &a.user {
+                            self.gate.released(u);
+                        }
+                        self.gate.forget_client(a.client);
+                        self.stats.allocations.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                // TCP allocations (RFC 6062) are refused at allocation time.
+                other => tracing::debug!(event = ?other, "relay: ignored"),
+            }
+        }
+    }
+
+    async fn allocate(
+        &mut self,
+        client: SocketAddr,
+        transport: TransportType,
+        family: AddressFamily,
+    ) -> Result<SocketAddr, SocketAllocateError> {
+        if transport != TransportType::Udp {
+            return Err(SocketAllocateError::InsufficientCapacity);
+        }
+        let wants_v4 = family == AddressFamily::IPV4;
+        if wants_v4 != self.relay_ip.is_ipv4() {
+            return Err(SocketAllocateError::AddressFamilyNotSupported);
+        }
+        if self.allocations.len() >= self.config.max_allocations {
+            return Err(SocketAllocateError::InsufficientCapacity);
+        }
+        let socket = UdpSocket::bind(SocketAddr::new(self.relay_ip, 0))
+            .await
+            .map_err(|_| SocketAllocateError::InsufficientCapacity)?;
+        let addr = socket
+            .local_addr()
+            .map_err(|_| SocketAllocateError::InsufficientCapacity)?;
+        let socket = Arc::new(socket);
+        let reader = spawn_reader(socket.clone(), addr, self.tx.clone());
+        let now = std::time::Instant::now();
+        let user = self.gate.allocated(client);
+        self.allocations.insert(
+            addr,
+            Allocation {
+                socket,
+                reader,
+                client,
+                user,
+                out: Bucket::new(self.config.bytes_per_sec, now),
+                inbound: Bucket::new(self.config.bytes_per_sec, now),
+            },
+        );
+        self.stats.allocations.fetch_add(1, Ordering::Relaxed);
+        self.stats.allocations_total.fetch_add(1, Ordering::Relaxed);
+        Ok(addr)
+    }
+
+    async fn input(&mut self, d: Datagram) {
+        if d.local == self.local {
+            match self.gate.check(d.from, &d.data, unix_now()) {
+                Verdict::Pass { new_user } => {
+                    if let Some((name, password)) = new_user {
+                        self.server.add_user(name, password.to_string());
+                    }
+                }
+                Verdict::Reply(bytes) => {
+                    let why = self.gate.take_refusal();
+                    self.count(why);
+                    let _ = self.listen.send_to(&bytes, d.from).await;
+                    return;
+                }
+                Verdict::Drop => {
+                    let why = self.gate.take_refusal();
+                    self.count(why);
+                    return;
+                }
+            }
+        } else {
+            // From a peer, into a relayed socket.
+            let now = std::time::Instant::now();
+            let Some(a) = self.allocations.get_mut(&d.local) else {
+                return;
+            };
+            if !a.inbound.take(d.data.len(), now) {
+                self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.deliver(d.data, d.from, d.local).await;
+    }
+
+    /// Hands bytes that arrived at `to` from `from` to the state machine and sends its answer.
+    async fn deliver(&mut self, data: Vec<u8>, from: SocketAddr, to: SocketAddr) {
+        let now = self.now();
+        let out = self
+            .server
+            .recv(Transmit::new(&data[..], TransportType::Udp, from, to), now)
+            .map(|t| t.build());
+        if let Some(t) = out {
+            self.send_out(t).await;
+        }
+    }
+
+    async fn send_out(&mut self, t: Transmit<Vec<u8>>) {
+        if t.from == self.local {
+            let _ = self.listen.send_to(&t.data, t.to).await;
+            return;
+        }
+        // From a relayed socket towards a peer: the backstop check, then the limit.
+        let now = std::time::Instant::now();
+        let policy = self.gate.policy();
+        let to_own = policy.is_own(t.to.ip());
+        if !to_own && policy.denies(t.to.ip()) {
+            self.stats.refused_egress.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(a) = self.allocations.get_mut(&t.from) else {
+            return;
+        };
+        if !a.out.take(t.data.len(), now) {
+            self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.stats
+            .relayed_bytes
+            .fetch_add(t.data.len() as u64, Ordering::Relaxed);
+        if to_own {
+            // Another allocation of this relay: hand it over inside, never to the host's
+            // other services.
+            let dest = policy::canonical(t.to.ip());
+            let target = SocketAddr::new(dest, t.to.port());
+            if self.allocations.contains_key(&target) {
+                Box::pin(self.deliver(t.data, t.from, target)).await;
+            } else {
+                self.stats.refused_egress.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let socket = a.socket.clone();
+        let _ = socket.send_to(&t.data, t.to).await;
+    }
+}

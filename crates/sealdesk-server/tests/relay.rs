@@ -1,0 +1,440 @@
+//! The embedded TURN relay against a real TURN client (turn-client-proto) over real UDP
+//! sockets on loopback: credentials, quotas, the peer-address deny matrix (with a canary that
+//! must hear nothing), relaying both ways, and two clients of one relay meeting inside it.
+//!
+//! The relay listens on 127.0.0.3 (its own address); the test's "public" peer is an echo
+//! server on 127.0.0.2, let through with the test-only allow list; 127.0.0.1 is a canary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "tests fail by panicking and read the real clock"
+)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sealdesk_server::relay::credentials::{issue, RelaySecret};
+use sealdesk_server::relay::{Relay, RelayConfig, RelayStats};
+use tokio::net::UdpSocket;
+use turn_client_proto::api::{TurnClientApi as _, TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet};
+use turn_client_proto::udp::TurnClientUdp;
+use turn_types::stun::TransportType;
+use turn_types::{AddressFamily, TurnCredentials};
+
+const SECRET: &[u8] = b"relay-test-secret-0123456789";
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn secret() -> RelaySecret {
+    RelaySecret::new(SECRET.to_vec()).unwrap()
+}
+
+/// A credential as the signaling server issues it; `ttl` may be negative (already expired).
+fn credential(id: &str, ttl: i64) -> (String, String) {
+    let now = unix_now();
+    if ttl < 0 {
+        let user = format!("{}:{id}", now - ttl.unsigned_abs());
+        let pass = secret().password(&user).to_string();
+        return (user, pass);
+    }
+    let c = issue(&secret(), id, now, ttl as u64);
+    (c.username, c.password.to_string())
+}
+
+struct Lab {
+    relay: SocketAddr,
+    stats: Arc<RelayStats>,
+    echo: SocketAddr,
+    canary: SocketAddr,
+    canary_hits: Arc<AtomicUsize>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start_lab(listen: &str, quota: usize) -> Lab {
+    // The peer a client may reach (private, so allowed only for this test).
+    let echo = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut b = vec![0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut b).await {
+            let mut r = b"echo:".to_vec();
+            r.extend_from_slice(&b[..n]);
+            let _ = echo.send_to(&r, from).await;
+        }
+    });
+    let canary = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let canary_addr = canary.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    {
+        let hits = hits.clone();
+        tokio::spawn(async move {
+            let mut b = [0u8; 2048];
+            while canary.recv_from(&mut b).await.is_ok() {
+                hits.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let mut config = RelayConfig::new(listen.parse().unwrap(), secret());
+    config.quota_per_user = quota;
+    config.allow_peers_for_tests = vec!["127.0.0.2".parse().unwrap()];
+    let relay = Relay::bind(config).await.unwrap();
+    let addr = relay.local_addr();
+    let stats = relay.stats();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(relay.run(async move {
+        let _ = stopped.await;
+    }));
+    Lab {
+        relay: addr,
+        stats,
+        echo: echo_addr,
+        canary: canary_addr,
+        canary_hits: hits,
+        _stop: stop,
+    }
+}
+
+/// A TURN client on its own UDP socket.
+struct Client {
+    turn: TurnClientUdp,
+    socket: UdpSocket,
+    base: std::time::Instant,
+    events: Vec<TurnEvent>,
+    data: Vec<(SocketAddr, Vec<u8>)>,
+    closed: bool,
+}
+
+impl Client {
+    async fn new(local: &str, relay: SocketAddr, (user, pass): (String, String)) -> Self {
+        let socket = UdpSocket::bind(local).await.unwrap();
+        let mut cfg = TurnConfig::new(TurnCredentials::new(&user, &pass));
+        cfg.set_address_family(if relay.is_ipv4() {
+            AddressFamily::IPV4
+        } else {
+            AddressFamily::IPV6
+        });
+        // The relay refuses anonymous (USERHASH) requests: their expiry cannot be read.
+        cfg.set_anonymous_username(turn_client_proto::stun::auth::Feature::Disabled);
+        cfg.set_request_retransmits(
+            Duration::from_millis(250),
+            Duration::from_secs(1),
+            3,
+            Duration::from_secs(1),
+        );
+        let turn = TurnClientUdp::allocate(socket.local_addr().unwrap(), relay, cfg);
+        Self {
+            turn,
+            socket,
+            base: std::time::Instant::now(),
+            events: Vec::new(),
+            data: Vec::new(),
+            closed: false,
+        }
+    }
+
+    fn now(&self) -> turn_types::Instant {
+        turn_types::Instant::from_nanos(self.base.elapsed().as_nanos() as i64)
+    }
+
+    async fn flush(&mut self) -> std::time::Instant {
+        while let Some(t) = self.turn.poll_transmit(self.now()) {
+            self.socket.send_to(t.data.as_ref(), t.to).await.unwrap();
+        }
+        while let Some(e) = self.turn.poll_event() {
+            self.events.push(e);
+        }
+        match self.turn.poll(self.now()) {
+            TurnPollRet::WaitUntil(t) => {
+                self.base + Duration::from_nanos(t.as_nanos().max(0) as u64)
+            }
+            TurnPollRet::Closed => {
+                self.closed = true;
+                std::time::Instant::now() + Duration::from_secs(3600)
+            }
+            _ => std::time::Instant::now() + Duration::from_millis(20),
+        }
+    }
+
+    /// Runs until `done` or `limit`; returns whether `done` held.
+    async fn run(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let end = std::time::Instant::now() + limit;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let wake = self.flush().await.min(end);
+            if done(self) {
+                return true;
+            }
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            let got = tokio::select! {
+                r = self.socket.recv_from(&mut buf) => r.ok(),
+                () = tokio::time::sleep_until(wake.into()) => None,
+            };
+            if let Some((n, from)) = got {
+                let local = self.socket.local_addr().unwrap();
+                let t = turn_client_proto::stun::agent::Transmit::new(
+                    &buf[..n],
+                    TransportType::Udp,
+                    from,
+                    local,
+                );
+                let now = self.now();
+                if let TurnRecvRet::PeerData(d) = self.turn.recv(t, now) {
+                    self.data.push((d.peer, d.data().to_vec()));
+                }
+                while let Some(d) = self.turn.poll_recv(self.now()) {
+                    self.data.push((d.peer, d.data().to_vec()));
+                }
+            }
+        }
+    }
+
+    fn relayed(&self) -> Option<SocketAddr> {
+        self.events.iter().find_map(|e| match e {
+            TurnEvent::AllocationCreated(_, a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    async fn allocate(&mut self) -> SocketAddr {
+        assert!(
+            self.run(Duration::from_secs(5), |c| c.relayed().is_some())
+                .await,
+            "no allocation: {:?}",
+            self.events
+        );
+        self.relayed().unwrap()
+    }
+
+    /// Asks for a permission to `ip`; true if granted, false if refused.
+    async fn permit(&mut self, ip: IpAddr) -> bool {
+        if self
+            .turn
+            .create_permission(TransportType::Udp, ip, self.now())
+            .is_err()
+        {
+            return false;
+        }
+        let decided = |c: &Self| {
+            c.events.iter().any(|e| {
+                matches!(e, TurnEvent::PermissionCreated(_, x) | TurnEvent::PermissionCreateFailed(_, x) if *x == ip)
+            })
+        };
+        assert!(
+            self.run(Duration::from_secs(5), decided).await,
+            "no answer for {ip}"
+        );
+        self.events
+            .iter()
+            .any(|e| matches!(e, TurnEvent::PermissionCreated(_, x) if *x == ip))
+    }
+
+    async fn send(&mut self, to: SocketAddr, data: &[u8]) {
+        let now = self.now();
+        if let Ok(Some(t)) = self.turn.send_to(TransportType::Udp, to, data, now) {
+            let t = t.build();
+            self.socket.send_to(&t.data, t.to).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_issued_credential_relays_both_ways_and_a_channel_works_too() {
+    let lab = start_lab("127.0.0.3:0", 4).await;
+    let mut c = Client::new("127.0.0.1:0", lab.relay, credential("123456789", 600)).await;
+    let relayed = c.allocate().await;
+    assert_eq!(relayed.ip(), lab.relay.ip());
+    assert!(c.permit(lab.echo.ip()).await);
+    c.send(lab.echo, b"via a send indication").await;
+    assert!(c.run(Duration::from_secs(5), |c| !c.data.is_empty()).await);
+    assert_eq!(
+        c.data[0],
+        (lab.echo, b"echo:via a send indication".to_vec())
+    );
+    // The echo server saw the relayed address, not the client's.
+    c.turn
+        .bind_channel(TransportType::Udp, lab.echo, c.now())
+        .unwrap();
+    assert!(
+        c.run(Duration::from_secs(5), |c| c
+            .events
+            .iter()
+            .any(|e| matches!(e, TurnEvent::ChannelCreated(..))))
+            .await
+    );
+    c.send(lab.echo, b"via a channel").await;
+    assert!(c.run(Duration::from_secs(5), |c| c.data.len() >= 2).await);
+    assert_eq!(c.data[1].1, b"echo:via a channel");
+    assert_eq!(lab.stats.allocations.load(Ordering::Relaxed), 1);
+    assert!(lab.stats.relayed_bytes.load(Ordering::Relaxed) > 0);
+}
+
+#[tokio::test]
+async fn every_denied_peer_form_is_refused_and_the_canary_hears_nothing() {
+    let v4 = [
+        "127.0.0.1",
+        "127.255.255.254",
+        "0.0.0.0",
+        "10.0.0.1",
+        "100.64.0.1",
+        "169.254.169.254",
+        "172.16.0.1",
+        "192.0.0.1",
+        "192.0.2.1",
+        "192.168.1.1",
+        "198.18.0.1",
+        "224.0.0.1",
+        "239.255.255.250",
+        "240.0.0.1",
+        "255.255.255.255",
+    ];
+    let lab = start_lab("127.0.0.3:0", 4).await;
+    let mut c = Client::new("127.0.0.1:0", lab.relay, credential("v4", 600)).await;
+    c.allocate().await;
+    for form in v4 {
+        assert!(!c.permit(form.parse().unwrap()).await, "{form} granted");
+    }
+    // A channel to a denied peer is refused too.
+    c.turn
+        .bind_channel(TransportType::Udp, lab.canary, c.now())
+        .unwrap();
+    assert!(
+        c.run(Duration::from_secs(5), |c| c
+            .events
+            .iter()
+            .any(|e| matches!(e, TurnEvent::ChannelCreateFailed(..))))
+            .await,
+        "{:?}",
+        c.events
+    );
+    assert!(
+        lab.stats.refused_peers.load(Ordering::Relaxed) > v4.len() as u64,
+        "refusals counted"
+    );
+
+    // An IPv6 relay: every IPv4-in-IPv6 form of a denied address, and native IPv6 ones.
+    let v6 = [
+        "::ffff:127.0.0.1",
+        "::ffff:0.0.0.0",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+        "::ffff:192.168.1.1",
+        "::ffff:0:127.0.0.1",
+        "::127.0.0.1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::7f00:1",
+        "2002:7f00:1::1",
+        "2002:a9fe:a9fe::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd00::1",
+        "fec0::1",
+        "ff02::1",
+        "2001::1",
+        "2001:db8::1",
+        "100::1",
+    ];
+    let lab6 = start_lab("[::1]:0", 4).await;
+    let mut c6 = Client::new("[::1]:0", lab6.relay, credential("v6", 600)).await;
+    c6.allocate().await;
+    for form in v6 {
+        assert!(!c6.permit(form.parse().unwrap()).await, "{form} granted");
+    }
+    // Nothing reached the canaries, whatever the clients tried.
+    let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", lab.canary.port())
+        .parse()
+        .unwrap();
+    c6.send(mapped, b"canary").await;
+    c.send(lab.canary, b"canary").await;
+    c.run(Duration::from_millis(300), |_| false).await;
+    c6.run(Duration::from_millis(300), |_| false).await;
+    assert_eq!(lab.canary_hits.load(Ordering::Relaxed), 0);
+    assert_eq!(lab6.canary_hits.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn expired_tampered_and_borrowed_credentials_get_no_allocation_and_quotas_hold() {
+    let lab = start_lab("127.0.0.3:0", 1).await;
+    let (user, _) = credential("tampered", 600);
+    let (_, other_password) = credential("someone-else", 600);
+    let (stranger, _) = credential("stranger", 600);
+    for creds in [
+        credential("expired", -5),
+        (user, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
+        (stranger, other_password),
+        ("not-a-rest-name".into(), "x".into()),
+    ] {
+        let shown = creds.0.clone();
+        let mut c = Client::new("127.0.0.1:0", lab.relay, creds).await;
+        let got = c
+            .run(Duration::from_secs(4), |c| {
+                c.relayed().is_some() || c.closed
+            })
+            .await;
+        assert!(c.relayed().is_none(), "{shown} got an allocation");
+        assert!(got, "{shown}: the client neither allocated nor gave up");
+    }
+    assert_eq!(lab.stats.allocations_total.load(Ordering::Relaxed), 0);
+    assert!(lab.stats.refused_credentials.load(Ordering::Relaxed) >= 2);
+
+    // Quota 1: a second allocation under the same credential (another socket) is refused.
+    let creds = credential("quota", 600);
+    let mut first = Client::new("127.0.0.1:0", lab.relay, creds.clone()).await;
+    first.allocate().await;
+    let mut second = Client::new("127.0.0.1:0", lab.relay, creds).await;
+    assert!(
+        second
+            .run(Duration::from_secs(5), |c| c
+                .events
+                .iter()
+                .any(|e| matches!(e, TurnEvent::AllocationCreateFailed(_))))
+            .await,
+        "{:?}",
+        second.events
+    );
+    assert!(second.relayed().is_none());
+    assert_eq!(lab.stats.refused_quota.load(Ordering::Relaxed), 1);
+    // Another credential is not affected.
+    let mut other = Client::new("127.0.0.1:0", lab.relay, credential("other", 600)).await;
+    other.allocate().await;
+}
+
+#[tokio::test]
+async fn two_clients_of_one_relay_meet_inside_it_but_its_host_stays_out_of_reach() {
+    let lab = start_lab("127.0.0.3:0", 4).await;
+    let mut a = Client::new("127.0.0.1:0", lab.relay, credential("host", 600)).await;
+    let mut b = Client::new("127.0.0.1:0", lab.relay, credential("viewer", 600)).await;
+    let (ra, rb) = (a.allocate().await, b.allocate().await);
+    // Both relayed addresses are the relay's own: permitted, because they are allocations.
+    assert!(a.permit(rb.ip()).await);
+    assert!(b.permit(ra.ip()).await);
+    a.send(rb, b"hello through the relay").await;
+    assert!(b.run(Duration::from_secs(5), |c| !c.data.is_empty()).await);
+    assert_eq!(b.data[0], (ra, b"hello through the relay".to_vec()));
+    b.send(ra, b"and back").await;
+    assert!(a.run(Duration::from_secs(5), |c| !c.data.is_empty()).await);
+    assert_eq!(a.data[0], (rb, b"and back".to_vec()));
+    // Any other port on the relay's address (here a service listening next to it) is not.
+    let service = UdpSocket::bind("127.0.0.3:0").await.unwrap();
+    let service_addr = service.local_addr().unwrap();
+    let refused_before = lab.stats.refused_egress.load(Ordering::Relaxed);
+    a.send(service_addr, b"let me in").await;
+    a.run(Duration::from_millis(300), |_| false).await;
+    let mut buf = [0u8; 64];
+    let heard = tokio::time::timeout(Duration::from_millis(200), service.recv_from(&mut buf)).await;
+    assert!(heard.is_err(), "the relay's host service got a datagram");
+    assert!(lab.stats.refused_egress.load(Ordering::Relaxed) > refused_before);
+}
