@@ -28,4 +28,4 @@ pub mod store;
 pub mod trust_store;
 
 pub use backoff::Backoff;
-pub use signal::{ClientConfig, SignalClient, SignalError, SignalEvent};
+pub use signal::{ClientConfig, RelayCredential, SignalClient, SignalError, SignalEvent};

@@ -91,6 +91,8 @@ pub enum SignalEvent {
         /// Now offline.
         offline: Vec<RoutingNumber>,
     },
+    /// A TURN relay credential the server issued.
+    Relay(RelayCredential),
     /// A send failed.
     Error {
         /// The id returned by [`SignalClient::send`].
@@ -108,6 +110,29 @@ pub enum SignalEvent {
         /// When the client tries again.
         retry_in: Option<Duration>,
     },
+}
+
+/// A TURN relay credential (TURN REST scheme), valid until `expires_at`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayCredential {
+    /// `turn:host:port?transport=udp` URLs.
+    pub urls: Vec<String>,
+    /// The TURN username.
+    pub username: String,
+    /// The TURN password.
+    pub password: zeroize::Zeroizing<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+impl std::fmt::Debug for RelayCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayCredential")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The signaling connection failed.
@@ -179,6 +204,7 @@ enum Command {
         body: Body,
     },
     Watch(Vec<RoutingNumber>),
+    Relay,
     /// Close the connection cleanly after everything queued before, then stop.
     Close(oneshot::Sender<()>),
 }
@@ -297,6 +323,15 @@ impl SignalClient {
         }
     }
 
+    /// Asks for a TURN relay credential; it arrives as [`SignalEvent::Relay`] (or an error
+    /// `no_relay` when the server has none).
+    pub async fn request_relay(&self) -> Result<(), SignalError> {
+        self.cmds
+            .send(Command::Relay)
+            .await
+            .map_err(|_| SignalError::NotConnected)
+    }
+
     /// Follows the presence of `numbers` (replacing any earlier set; kept across reconnects).
     pub async fn watch(&self, numbers: Vec<RoutingNumber>) -> Result<(), SignalError> {
         self.cmds
@@ -389,6 +424,7 @@ impl Task {
                             self.watching = numbers.clone();
                             ClientMessage::Watch { numbers }
                         }
+                        Some(Command::Relay) => ClientMessage::Relay {},
                         Some(Command::Close(done)) => {
                             self.closed = true;
                             close_cleanly(&mut ws).await;
@@ -467,6 +503,17 @@ impl Task {
                         ClientEvent::Presence { online, offline } => {
                             SignalEvent::Presence { online, offline }
                         }
+                        ClientEvent::Relay {
+                            urls,
+                            username,
+                            password,
+                            expires_at,
+                        } => SignalEvent::Relay(RelayCredential {
+                            urls,
+                            username,
+                            password: zeroize::Zeroizing::new(password),
+                            expires_at,
+                        }),
                         ClientEvent::Error { id, code, message } => {
                             SignalEvent::Error { id, code, message }
                         }

@@ -33,6 +33,17 @@ pub enum ClientEvent {
         /// Now offline.
         offline: Vec<RoutingNumber>,
     },
+    /// A TURN relay credential the server issued (see [`ServerMessage::Relay`]).
+    Relay {
+        /// `turn:` URLs.
+        urls: Vec<String>,
+        /// TURN username.
+        username: String,
+        /// TURN password.
+        password: String,
+        /// Unix seconds after which it stops working.
+        expires_at: u64,
+    },
     /// A request failed.
     Error {
         /// The `send` it is about.
@@ -166,6 +177,22 @@ impl ClientConn {
                         online,
                         offline,
                     }));
+            }
+            (
+                State::Registered(_),
+                ServerMessage::Relay {
+                    urls,
+                    username,
+                    password,
+                    expires_at,
+                },
+            ) => {
+                self.out.push_back(ClientOutput::Event(ClientEvent::Relay {
+                    urls,
+                    username,
+                    password,
+                    expires_at,
+                }));
             }
             (State::Registered(_), ServerMessage::Error { id, code, message }) => {
                 self.out.push_back(ClientOutput::Event(ClientEvent::Error {

@@ -45,6 +45,9 @@ impl Default for ConnLimits {
 pub enum ServerOutput {
     /// Send this message to the device.
     Send(ServerMessage),
+    /// The device (this routing number) asks for a relay credential: answer with
+    /// [`ServerMessage::Relay`] or an error `no_relay`.
+    Relay(RoutingNumber),
     /// The device proved it holds this key: look up or durably assign its routing
     /// number, then call [`ServerConn::handle_registered`].
     Register(DeviceKey),
@@ -260,6 +263,19 @@ impl ServerConn {
                 numbers.dedup();
                 self.out.push_back(ServerOutput::Watch(numbers));
             }
+            (State::Registered { number }, ClientMessage::Relay {}) => {
+                let number = *number;
+                // Counted with envelopes: a credential is as cheap to ask for as a message.
+                if !self.envelopes.try_take(now) {
+                    self.out.push_back(ServerOutput::Send(ServerMessage::Error {
+                        id: None,
+                        code: ErrorCode::RateLimited,
+                        message: "too many requests; relay credential not issued".into(),
+                    }));
+                    return;
+                }
+                self.out.push_back(ServerOutput::Relay(number));
+            }
             (State::Registered { .. }, ClientMessage::Register { .. }) => self.close(
                 CloseReason::OutOfOrder,
                 "register sent twice on one connection".into(),
@@ -288,6 +304,18 @@ impl ServerConn {
         }
     }
 
+    /// The shell has no relay for a [`ServerOutput::Relay`] request.
+    pub fn handle_no_relay(&mut self) {
+        if self.is_closed() {
+            return;
+        }
+        self.out.push_back(ServerOutput::Send(ServerMessage::Error {
+            id: None,
+            code: ErrorCode::NoRelay,
+            message: "this server runs no TURN relay".into(),
+        }));
+    }
+
     /// The shell could not deliver envelope `id` to `to`.
     pub fn handle_route_failed(&mut self, id: u64, to: RoutingNumber, code: ErrorCode) {
         if self.is_closed() {
@@ -300,6 +328,7 @@ impl ServerConn {
                 format!("routing number {to} is not reading its messages; envelope dropped")
             }
             ErrorCode::RateLimited => "rate limited".to_string(),
+            ErrorCode::NoRelay => "this server runs no relay".to_string(),
         };
         self.out.push_back(ServerOutput::Send(ServerMessage::Error {
             id: Some(id),

@@ -43,6 +43,11 @@ pub fn normalize_origin(raw: &str) -> Option<String> {
     ok.then_some(o)
 }
 
+/// The most relay URLs a [`ServerMessage::Relay`] lists.
+pub const MAX_RELAY_URLS: usize = 8;
+/// The longest relay URL, username or password.
+pub const MAX_RELAY_FIELD: usize = 256;
+
 /// A message from a device to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -75,6 +80,9 @@ pub enum ClientMessage {
         /// At most [`MAX_WATCH`] numbers; an empty list stops watching.
         numbers: Vec<RoutingNumber>,
     },
+    /// Asks for a time-limited credential for the server's TURN relay(s). The server
+    /// answers [`ServerMessage::Relay`], or an error `no_relay`.
+    Relay {},
 }
 
 /// A message from the server to a device.
@@ -110,6 +118,17 @@ pub enum ServerMessage {
         /// Numbers now offline.
         offline: Vec<RoutingNumber>,
     },
+    /// A TURN relay credential (TURN REST scheme: username `expiry:id`) for this device.
+    Relay {
+        /// Where the relays are: `turn:host:port?transport=udp` (or `tcp`) URLs.
+        urls: Vec<String>,
+        /// The TURN username.
+        username: String,
+        /// The TURN password (a credential for the relay only; it opens no session).
+        password: String,
+        /// Unix seconds after which the relay refuses it.
+        expires_at: u64,
+    },
     /// A request failed; the connection stays open.
     Error {
         /// The `id` of the `send` this is about, if any.
@@ -134,6 +153,8 @@ pub enum ErrorCode {
     PeerBusy,
     /// This connection sent envelopes faster than the server allows; this one was dropped.
     RateLimited,
+    /// This server runs no TURN relay.
+    NoRelay,
 }
 
 impl ErrorCode {
@@ -144,6 +165,7 @@ impl ErrorCode {
             Self::UnknownNumber => "unknown_number",
             Self::PeerBusy => "peer_busy",
             Self::RateLimited => "rate_limited",
+            Self::NoRelay => "no_relay",
         }
     }
 }
@@ -320,6 +342,7 @@ impl ClientMessage {
             Self::Register { .. } => "register",
             Self::Send { .. } => "send",
             Self::Watch { .. } => "watch",
+            Self::Relay {} => "relay",
         }
     }
 }
@@ -338,6 +361,20 @@ impl ServerMessage {
             Self::Challenge { versions, .. } if versions.len() > 16 => Err(DecodeError::Malformed(
                 "challenge lists too many versions".into(),
             )),
+            Self::Relay {
+                urls,
+                username,
+                password,
+                ..
+            } if urls.len() > MAX_RELAY_URLS
+                || urls.iter().any(|u| u.len() > MAX_RELAY_FIELD)
+                || username.len() > MAX_RELAY_FIELD
+                || password.len() > MAX_RELAY_FIELD =>
+            {
+                Err(DecodeError::Malformed(
+                    "relay credential too long or too many relays".into(),
+                ))
+            }
             _ => Ok(msg),
         }
     }
@@ -351,6 +388,36 @@ impl ServerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_credentials_round_trip_and_oversized_ones_are_refused() {
+        let m = ServerMessage::Relay {
+            urls: vec!["turn:203.0.113.1:3478?transport=udp".into()],
+            username: "1700000600:123456789".into(),
+            password: "4oCqSZt2zUGkg95PxJTJuzkcGZ0=".into(),
+            expires_at: 1_700_000_600,
+        };
+        assert_eq!(ServerMessage::decode(&m.encode()).unwrap(), m);
+        assert_eq!(
+            ClientMessage::decode(r#"{"type":"relay"}"#).unwrap(),
+            ClientMessage::Relay {}
+        );
+        assert!(ClientMessage::decode(r#"{"type":"relay","x":1}"#).is_err());
+        let many = ServerMessage::Relay {
+            urls: vec!["turn:x".into(); MAX_RELAY_URLS + 1],
+            username: "u".into(),
+            password: "p".into(),
+            expires_at: 0,
+        };
+        assert!(ServerMessage::decode(&many.encode()).is_err());
+        let long = ServerMessage::Relay {
+            urls: vec![],
+            username: "u".repeat(MAX_RELAY_FIELD + 1),
+            password: "p".into(),
+            expires_at: 0,
+        };
+        assert!(ServerMessage::decode(&long.encode()).is_err());
+    }
     use crate::limits::MAX_BODY_BYTES;
 
     fn key() -> DeviceKey {

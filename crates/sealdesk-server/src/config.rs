@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub public_origin: Option<String>,
     /// Resource limits.
     pub limits: Limits,
+    /// The embedded TURN relay.
+    pub relay: RelaySettings,
 }
 
 impl Default for ServerConfig {
@@ -71,7 +73,78 @@ impl Default for ServerConfig {
             metrics: true,
             public_origin: None,
             limits: Limits::default(),
+            relay: RelaySettings::default(),
         }
+    }
+}
+
+/// The TURN relay the server runs, and the credentials it issues (DESIGN.md §6).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Run the embedded relay (`--no-relay` turns it off). Credentials are issued as long as
+    /// there is a relay: this one, or those in `urls` (e.g. coturn) sharing `secret`.
+    pub enabled: bool,
+    /// Where the embedded relay listens (UDP). Default: the signaling address's IP, port
+    /// 3478 (port 0 when the signaling port is 0).
+    pub listen: Option<SocketAddr>,
+    /// The address relayed sockets bind to (default: the listen address's).
+    pub relay_ip: Option<std::net::IpAddr>,
+    /// The relays devices are told about, `turn:host:port?transport=udp`. Default: the
+    /// embedded one.
+    pub urls: Vec<String>,
+    /// The secret shared with the relays (coturn's `static-auth-secret`), at least 16
+    /// bytes. Default: random at every start (fine for the embedded relay alone).
+    pub secret: Option<String>,
+    /// How long an issued credential lives (at most 3600).
+    pub ttl_secs: u64,
+    /// Allocations one credential may hold.
+    pub quota_per_user: usize,
+    /// Allocations the embedded relay holds at most.
+    pub max_allocations: usize,
+    /// Bytes per second one allocation may relay each way.
+    pub bytes_per_sec: u64,
+    /// Peers the embedded relay lets through although they are not public: for tests in
+    /// private network namespaces only. Never set this in production.
+    pub allow_peers_for_tests: Vec<std::net::IpAddr>,
+}
+
+impl std::fmt::Debug for RelaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelaySettings")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("urls", &self.urls)
+            .field("secret", &self.secret.as_ref().map(|_| ".."))
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            relay_ip: None,
+            urls: Vec::new(),
+            secret: None,
+            ttl_secs: 600,
+            quota_per_user: 4,
+            max_allocations: 1000,
+            bytes_per_sec: 5_000_000,
+            allow_peers_for_tests: Vec::new(),
+        }
+    }
+}
+
+impl RelaySettings {
+    /// Where the embedded relay listens, given the signaling address.
+    pub fn listen_addr(&self, signaling: SocketAddr) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            let port = if signaling.port() == 0 { 0 } else { 3478 };
+            SocketAddr::new(signaling.ip(), port)
+        })
     }
 }
 
@@ -178,6 +251,27 @@ impl ServerConfig {
                     "public_origin {o:?} is not a host[:port] (e.g. \"sealdesk.example.com\" or \"sealdesk.example.com:8443\")"
                 ));
             }
+        }
+        let r = &self.relay;
+        if r.ttl_secs == 0 || r.ttl_secs > 3600 {
+            return bad("relay.ttl_secs must be between 1 and 3600".into());
+        }
+        if r.secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return bad("relay.secret must be at least 16 characters".into());
+        }
+        if r.urls.len() > sealdesk_proto::signaling::MAX_RELAY_URLS
+            || r.urls.iter().any(|u| {
+                !(u.starts_with("turn:") || u.starts_with("turns:"))
+                    || u.len() > sealdesk_proto::signaling::MAX_RELAY_FIELD
+            })
+        {
+            return bad("relay.urls must be at most 8 turn: or turns: URLs".into());
+        }
+        if !r.urls.is_empty() && r.secret.is_none() {
+            return bad("relay.urls needs relay.secret, the secret those relays share".into());
+        }
+        if r.quota_per_user == 0 || r.max_allocations == 0 || r.bytes_per_sec < 10_000 {
+            return bad("relay quotas must be positive (bytes_per_sec at least 10000)".into());
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) | (None, Some(_)) => {

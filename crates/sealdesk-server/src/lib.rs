@@ -40,7 +40,7 @@ pub mod registry;
 pub mod relay;
 mod ws;
 
-pub use config::{ConfigError, Limits, ServerConfig};
+pub use config::{ConfigError, Limits, RelaySettings, ServerConfig};
 pub use metrics::Metrics;
 pub use registry::{Registry, RegistryError};
 
@@ -78,6 +78,41 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The relay could not start.
+    #[error(transparent)]
+    Relay(#[from] relay::RelayError),
+}
+
+/// What the server issues relay credentials for.
+pub(crate) struct RelayIssuer {
+    pub(crate) secret: relay::credentials::RelaySecret,
+    pub(crate) urls: Vec<String>,
+    pub(crate) ttl_secs: u64,
+}
+
+impl RelayIssuer {
+    /// A credential for the device with routing number `number`.
+    pub(crate) fn issue(
+        &self,
+        number: sealdesk_proto::RoutingNumber,
+    ) -> sealdesk_proto::ServerMessage {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let c =
+            relay::credentials::issue(&self.secret, &number.get().to_string(), now, self.ttl_secs);
+        sealdesk_proto::ServerMessage::Relay {
+            urls: self.urls.clone(),
+            username: c.username,
+            password: c.password.to_string(),
+            expires_at: c.expires_at,
+        }
+    }
+}
+
+/// The `turn:` URL of a relay listening at `addr`.
+pub fn turn_url(addr: SocketAddr) -> String {
+    format!("turn:{addr}?transport=udp")
 }
 
 /// Per-IP new-connection rate limiter (token buckets, pruned when full).
@@ -118,6 +153,7 @@ pub(crate) struct AppState {
     open: AtomicUsize,
     next_conn_id: AtomicU64,
     shutdown: tokio::sync::watch::Sender<bool>,
+    relay: Option<RelayIssuer>,
 }
 
 /// A bound, not yet running server.
@@ -126,6 +162,8 @@ pub struct Server {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    relay: Option<relay::Relay>,
+    relay_stats: Option<Arc<relay::RelayStats>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -185,6 +223,33 @@ impl Server {
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let limits = config.limits;
+        let settings = &config.relay;
+        let secret = match &settings.secret {
+            Some(s) => relay::credentials::RelaySecret::new(s.as_bytes().to_vec())
+                .ok_or_else(|| ConfigError::Invalid("relay.secret is too short".into()))?,
+            None => relay::credentials::RelaySecret::random(&mut rand::rngs::OsRng),
+        };
+        let embedded = if settings.enabled {
+            let mut rc =
+                relay::RelayConfig::new(settings.listen_addr(config.listen), secret.clone());
+            rc.relay_ip = settings.relay_ip;
+            rc.quota_per_user = settings.quota_per_user;
+            rc.max_allocations = settings.max_allocations;
+            rc.bytes_per_sec = settings.bytes_per_sec;
+            rc.allow_peers_for_tests = settings.allow_peers_for_tests.clone();
+            Some(relay::Relay::bind(rc).await?)
+        } else {
+            None
+        };
+        let mut urls = settings.urls.clone();
+        if let (Some(r), true) = (&embedded, urls.is_empty()) {
+            urls.push(turn_url(r.local_addr()));
+        }
+        let issuer = (!urls.is_empty()).then(|| RelayIssuer {
+            secret,
+            urls,
+            ttl_secs: settings.ttl_secs,
+        });
         let state = Arc::new(AppState {
             ip_limiter: IpLimiter {
                 rate: limits.per_ip_connections_per_sec,
@@ -198,12 +263,16 @@ impl Server {
             open: AtomicUsize::new(0),
             next_conn_id: AtomicU64::new(1),
             shutdown,
+            relay: issuer,
         });
+        let relay_stats = embedded.as_ref().map(relay::Relay::stats);
         Ok(Self {
             state,
             listener,
             local_addr,
             tls,
+            relay: embedded,
+            relay_stats,
         })
     }
 
@@ -216,6 +285,16 @@ impl Server {
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         format!("{scheme}://{}/ws", self.local_addr)
+    }
+
+    /// Where the embedded relay listens, if it runs.
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.relay.as_ref().map(relay::Relay::local_addr)
+    }
+
+    /// The embedded relay's counters, if it runs.
+    pub fn relay_stats(&self) -> Option<Arc<relay::RelayStats>> {
+        self.relay_stats.clone()
     }
 
     /// Whether the server speaks TLS.
@@ -262,6 +341,12 @@ impl Server {
             }
         };
         let waiter = tokio::spawn(waiter);
+        let relay_task = self.relay.map(|r| {
+            let mut stop = state.shutdown.subscribe();
+            tokio::spawn(r.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }))
+        });
         let result = match self.tls {
             Some(tls) => {
                 axum_server::from_tcp_rustls(self.listener, tls)?
@@ -279,6 +364,10 @@ impl Server {
             }
         };
         waiter.abort();
+        let _ = state.shutdown.send(true);
+        if let Some(t) = relay_task {
+            let _ = t.await;
+        }
         result.map_err(ServerError::Io)
     }
 }

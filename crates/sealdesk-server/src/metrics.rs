@@ -38,6 +38,7 @@ pub struct Metrics {
     pub(crate) new_devices_total: AtomicU64,
     pub(crate) envelopes_routed_total: AtomicU64,
     pub(crate) envelope_bytes_total: AtomicU64,
+    pub(crate) relay_credentials_total: AtomicU64,
     rejections: Vec<AtomicU64>,
 }
 
@@ -50,6 +51,7 @@ impl Default for Metrics {
             new_devices_total: AtomicU64::new(0),
             envelopes_routed_total: AtomicU64::new(0),
             envelope_bytes_total: AtomicU64::new(0),
+            relay_credentials_total: AtomicU64::new(0),
             rejections: REJECTION_REASONS
                 .iter()
                 .map(|_| AtomicU64::new(0))
@@ -159,6 +161,12 @@ impl Metrics {
             "counter",
             "Body bytes of forwarded envelopes.",
             load(&self.envelope_bytes_total),
+        );
+        one(
+            "sealdesk_relay_credentials_total",
+            "counter",
+            "TURN relay credentials issued to registered devices.",
+            load(&self.relay_credentials_total),
         );
         let _ = writeln!(
             s,

@@ -157,6 +157,20 @@ async fn drive(
                         return CloseReason::Normal;
                     }
                 }
+                ServerOutput::Relay(number) => match &conn.state.relay {
+                    Some(issuer) => {
+                        let msg = issuer.issue(number);
+                        Metrics::inc(&conn.state.metrics.relay_credentials_total);
+                        if socket
+                            .send(Message::Text(Utf8Bytes::from(msg.encode())))
+                            .await
+                            .is_err()
+                        {
+                            return CloseReason::Normal;
+                        }
+                    }
+                    None => conn.proto.handle_no_relay(),
+                },
                 ServerOutput::Register(key) => match conn.state.registry.register(key).await {
                     Ok(reg) => {
                         Metrics::inc(&conn.state.metrics.registrations_total);

@@ -438,3 +438,82 @@ async fn two_clients_of_one_relay_meet_inside_it_but_its_host_stays_out_of_reach
     assert!(heard.is_err(), "the relay's host service got a datagram");
     assert!(lab.stats.refused_egress.load(Ordering::Relaxed) > refused_before);
 }
+
+/// The signaling server issues credentials to registered devices; they work on its relay.
+#[tokio::test]
+async fn a_registered_device_gets_a_credential_that_its_servers_relay_accepts() {
+    use sealdesk_client::{ClientConfig, SignalClient, SignalEvent};
+    use sealdesk_server::{Server, ServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.path().to_owned()),
+        ..ServerConfig::default()
+    };
+    config.relay.listen = Some("127.0.0.3:0".parse().unwrap());
+    let server = Server::bind(config).await.unwrap();
+    let relay = server.relay_addr().unwrap();
+    let url = server.url();
+    tokio::spawn(server.run(std::future::pending()));
+    let key = std::sync::Arc::new(sealdesk_auth::IdentityKey::generate(&mut rand::rngs::OsRng));
+    let mut device = SignalClient::connect(ClientConfig::new(&url), key)
+        .await
+        .unwrap();
+    device.request_relay().await.unwrap();
+    let credential = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(SignalEvent::Relay(c)) = device.next_event().await {
+                return c;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(credential.urls, vec![format!("turn:{relay}?transport=udp")]);
+    let number = device.routing_number().get().to_string();
+    assert!(credential.username.ends_with(&format!(":{number}")));
+    let ttl = credential.expires_at - unix_now();
+    assert!((590..=600).contains(&ttl), "{ttl}");
+    let mut c = Client::new(
+        "127.0.0.1:0",
+        relay,
+        (credential.username.clone(), credential.password.to_string()),
+    )
+    .await;
+    c.allocate().await;
+}
+
+#[tokio::test]
+async fn a_server_without_a_relay_says_so() {
+    use sealdesk_client::{ClientConfig, SignalClient, SignalEvent};
+    use sealdesk_proto::ErrorCode;
+    use sealdesk_server::{Server, ServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.path().to_owned()),
+        ..ServerConfig::default()
+    };
+    config.relay.enabled = false;
+    let server = Server::bind(config).await.unwrap();
+    assert!(server.relay_addr().is_none());
+    let url = server.url();
+    tokio::spawn(server.run(std::future::pending()));
+    let key = std::sync::Arc::new(sealdesk_auth::IdentityKey::generate(&mut rand::rngs::OsRng));
+    let mut device = SignalClient::connect(ClientConfig::new(&url), key)
+        .await
+        .unwrap();
+    device.request_relay().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match device.next_event().await {
+                Some(SignalEvent::Error { code, .. }) => return code,
+                Some(SignalEvent::Relay(_)) => panic!("a credential from a server without relay"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, ErrorCode::NoRelay);
+}

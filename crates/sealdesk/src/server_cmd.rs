@@ -39,6 +39,15 @@ pub(crate) struct ServerArgs {
     /// Do not serve /metrics.
     #[arg(long, env = "SEALDESK_NO_METRICS")]
     no_metrics: bool,
+
+    /// Run no TURN relay (devices then need a direct path, or the relays in the config's
+    /// `relay.urls`).
+    #[arg(long, env = "SEALDESK_NO_RELAY")]
+    no_relay: bool,
+
+    /// Where the embedded TURN relay listens (UDP) [default: the listen IP, port 3478].
+    #[arg(long, env = "SEALDESK_RELAY_LISTEN", value_name = "ADDR:PORT")]
+    relay_listen: Option<SocketAddr>,
 }
 
 impl ServerArgs {
@@ -65,6 +74,12 @@ impl ServerArgs {
         }
         if self.no_metrics {
             config.metrics = false;
+        }
+        if self.no_relay {
+            config.relay.enabled = false;
+        }
+        if self.relay_listen.is_some() {
+            config.relay.listen = self.relay_listen;
         }
         if data_dir.is_some() || config.data_dir.is_none() {
             config.data_dir = Some(sealdesk_client::store::resolve_data_dir(
@@ -97,6 +112,10 @@ pub(crate) async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> anyhow::
         "sealdesk server: data in {}, open-file limit {fds}",
         data.display()
     );
+    match server.relay_addr() {
+        Some(a) => println!("sealdesk server: TURN relay on udp {a}"),
+        None => println!("sealdesk server: no embedded TURN relay"),
+    }
     // Machine-readable: tests and the bench read this line.
     println!("listening on {}", server.url());
     let shutdown = async move {
