@@ -35,9 +35,10 @@ use sealdesk_auth::trust::Permissions;
 use sealdesk_auth::unattended::host::{handle_b1, ExpectB3, HostInfo};
 use sealdesk_auth::{HandshakeError, IdentityKey};
 use sealdesk_client::trust_store::TrustFiles;
-use sealdesk_client::{SignalClient, SignalEvent};
+use sealdesk_client::{RelayCredential, SignalClient, SignalEvent};
 use sealdesk_proto::{Body, RoutingNumber, SessionId};
-use sealdesk_rtc::{Session, SessionConfig, VideoCodec};
+use sealdesk_rtc::relay::RelayUse;
+use sealdesk_rtc::{driver, Session, SessionConfig, VideoCodec};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -52,6 +53,15 @@ use crate::session::{self, SessionControl, SessionNote, SessionSetup, SessionSum
 /// falls within the first round trips (delay-based control), and the keyframe queues there
 /// instead of in the pacer.
 pub const START_ESTIMATE_KBPS: u32 = 16_000;
+/// A relay credential is renewed when it has less than this left (seconds).
+const RELAY_MARGIN_SECS: u64 = 120;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// How long a paired viewer has to send B3.
 const B3_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the host user has to answer.
@@ -74,6 +84,8 @@ pub struct HostConfig {
     pub auto_accept_paired: bool,
     /// The address the host's UDP sockets bind to (its WebRTC host candidate).
     pub local_ip: IpAddr,
+    /// Whether sessions use the signaling server's relay.
+    pub relay: RelayUse,
 }
 
 /// A question for the host's user: may this viewer in?
@@ -239,6 +251,8 @@ struct Agent {
     consent: Option<oneshot::Receiver<Option<Permissions>>>,
     task: Option<JoinHandle<SessionSummary>>,
     quitting: bool,
+    /// The latest relay credential the server issued.
+    relay: Option<RelayCredential>,
 }
 
 /// Runs the host until [`HostCommand::Quit`] (or the commands channel closes) or the
@@ -261,7 +275,9 @@ pub async fn serve(
         consent: None,
         task: None,
         quitting: false,
+        relay: None,
     };
+    agent.ask_relay().await;
     agent.new_code().await;
     let result = agent.run(&mut commands).await;
     agent.shutdown().await;
@@ -405,20 +421,56 @@ impl Agent {
         self.emit(HostEvent::Failed { from, error }).await;
     }
 
-    async fn media(&self) -> Result<Media, String> {
+    async fn media(&mut self) -> Result<Media, String> {
         let socket = UdpSocket::bind(SocketAddr::new(self.config.local_ip, 0))
             .await
             .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
         let local = socket
             .local_addr()
             .map_err(|e| format!("cannot read the UDP socket's address: {e}"))?;
+        let relay_use = self.config.relay;
         let config = SessionConfig {
             codecs: vec![VideoCodec::Vp9, VideoCodec::Vp8],
             initial_kbps: Some(START_ESTIMATE_KBPS),
+            host_candidate: relay_use != RelayUse::Only,
         };
-        let rtc =
+        let mut rtc =
             Session::with_config(Instant::now(), local, &config).map_err(|e| e.to_string())?;
+        let credential = self.relay_credential().await;
+        let credential = credential
+            .as_ref()
+            .map(|c| (c.urls.as_slice(), c.username.as_str(), c.password.as_str()));
+        driver::relay_candidate(&mut rtc, &socket, relay_use, credential).await?;
         Ok(Media { rtc, socket })
+    }
+
+    /// The relay credential, if one is valid for long enough; asks for a new one when it
+    /// nears its end (it arrives with the signaling events).
+    async fn relay_credential(&self) -> Option<RelayCredential> {
+        if self.config.relay == RelayUse::Off {
+            return None;
+        }
+        let now = unix_now();
+        let fresh = self
+            .relay
+            .as_ref()
+            .filter(|c| c.expires_at > now + RELAY_MARGIN_SECS)
+            .cloned();
+        if fresh.is_none()
+            || self
+                .relay
+                .as_ref()
+                .is_some_and(|c| c.expires_at < now + 2 * RELAY_MARGIN_SECS)
+        {
+            self.ask_relay().await;
+        }
+        fresh
+    }
+
+    async fn ask_relay(&self) {
+        if self.config.relay != RelayUse::Off {
+            let _ = self.client.request_relay().await;
+        }
     }
 
     async fn on_signal(&mut self, ev: SignalEvent) -> Result<(), HostError> {
@@ -438,6 +490,15 @@ impl Agent {
             } => Err(HostError::Signaling(reason)),
             SignalEvent::Disconnected { reason, .. } => {
                 self.emit(HostEvent::SignalingLost(reason)).await;
+                Ok(())
+            }
+            SignalEvent::Relay(c) => {
+                self.relay = Some(c);
+                Ok(())
+            }
+            SignalEvent::Registered(_) => {
+                // (Re)registered: a fresh relay credential for the sessions to come.
+                self.ask_relay().await;
                 Ok(())
             }
             SignalEvent::Error { code, message, .. } => {

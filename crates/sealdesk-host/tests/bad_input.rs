@@ -97,6 +97,7 @@ async fn corrupted_control_messages_are_dropped_and_the_session_goes_on() {
     let host_config = SessionConfig {
         codecs: vec![VideoCodec::Vp9, VideoCodec::Vp8],
         initial_kbps: Some(1000),
+        ..SessionConfig::default()
     };
     let mut h = Session::with_config(now, hsock.local_addr().unwrap(), &host_config).unwrap();
     // The handshake is tested elsewhere; here the fingerprints are simply exchanged.

@@ -215,3 +215,87 @@ async fn run(
         }
     }
 }
+
+/// Drives `session` over `socket` until its TURN allocation is made or has failed, or until
+/// `deadline` — before the SDP is written, so the relayed candidate is in it. Returns the
+/// allocation's state (`None`: the session has no relay).
+pub async fn gather(
+    session: &mut Session,
+    socket: &UdpSocket,
+    deadline: Instant,
+) -> Option<crate::relay::RelayState> {
+    use crate::relay::RelayState;
+    let local = socket.local_addr().ok()?;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        while let Some(t) = session.poll_transmit() {
+            if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                tracing::debug!(error = %e, dest = %t.destination, "send failed");
+            }
+        }
+        let state = session.relay_state()?;
+        if state != RelayState::Allocating || Instant::now() >= deadline {
+            return Some(state);
+        }
+        let wake = tokio::time::Instant::from_std(session.poll_timeout().min(deadline));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    if let Some(data) = buf.get(..n) {
+                        session.handle_receive(Instant::now(), from, local, data);
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(wake) => session.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// How long gathering a relayed candidate may take.
+pub const GATHER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Adds a relayed candidate to `session` from the relay a credential names — `(urls,
+/// username, password)` — and waits for it ([`gather`]). With [`RelayUse::Only`] anything
+/// that prevents it is an error (in words); with [`RelayUse::Fallback`] the session goes on
+/// without. Returns the relayed address.
+///
+/// [`RelayUse::Only`]: crate::relay::RelayUse::Only
+/// [`RelayUse::Fallback`]: crate::relay::RelayUse::Fallback
+pub async fn relay_candidate(
+    session: &mut Session,
+    socket: &UdpSocket,
+    relay_use: crate::relay::RelayUse,
+    credential: Option<(&[String], &str, &str)>,
+) -> Result<Option<SocketAddr>, String> {
+    use crate::relay::{RelayState, RelayUse};
+    let only = relay_use == RelayUse::Only;
+    let (urls, username, password) = match (relay_use, credential) {
+        (RelayUse::Off, _) | (RelayUse::Fallback, None) => return Ok(None),
+        (_, Some(c)) => c,
+        (RelayUse::Only, None) => {
+            return Err(
+                "the signaling server issued no relay credential (does it run a relay?)".into(),
+            )
+        }
+    };
+    let Some(server) = crate::relay::resolve(urls, username, password).await else {
+        return if only {
+            Err(format!("none of the relays {urls:?} could be resolved"))
+        } else {
+            Ok(None)
+        };
+    };
+    session.add_relay(Instant::now(), &server);
+    match gather(session, socket, Instant::now() + GATHER_TIMEOUT).await {
+        Some(RelayState::Allocated(a)) => Ok(Some(a)),
+        other if only => Err(format!(
+            "the relay at {} gave no allocation ({other:?}): refused credentials, a full \
+             quota, or no path to it",
+            server.addr
+        )),
+        other => {
+            tracing::info!(state = ?other, relay = %server.addr, "going on without a relayed candidate");
+            Ok(None)
+        }
+    }
+}

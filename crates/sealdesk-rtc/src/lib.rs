@@ -57,6 +57,7 @@
 //! ```
 
 pub mod driver;
+pub mod relay;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -127,6 +128,9 @@ pub struct SessionConfig {
     /// controller (transport-wide CC), whose estimates arrive as [`SessionEvent::Bitrate`].
     /// The host sets it; a receive-only viewer leaves it `None`.
     pub initial_kbps: Option<u32>,
+    /// Offer the socket's own address as a (host) candidate. `false` with a relay
+    /// ([`Session::add_relay`]) is `--relay-only`: the peer never learns this address.
+    pub host_candidate: bool,
 }
 
 impl Default for SessionConfig {
@@ -134,6 +138,7 @@ impl Default for SessionConfig {
         Self {
             codecs: vec![VideoCodec::Vp9, VideoCodec::Vp8],
             initial_kbps: None,
+            host_candidate: true,
         }
     }
 }
@@ -239,6 +244,13 @@ pub struct Session {
     host_addrs: Vec<SocketAddr>,
     /// The video codecs our answer accepted (host).
     answered_codecs: Vec<VideoCodec>,
+    /// The UDP socket's address.
+    socket_addr: SocketAddr,
+    /// The TURN allocation, if any.
+    turn: Option<relay::TurnLink>,
+    turn_timeout: Option<Instant>,
+    /// The latest time seen (str0m's outputs are drained without one).
+    now: Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -308,9 +320,11 @@ impl Session {
             builder = builder.enable_bwe(Some(Bitrate::kbps(u64::from(kbps))));
         }
         let mut rtc = builder.build(now);
-        let candidate =
-            Candidate::host(local, "udp").map_err(|_| SessionError::Candidate(local))?;
-        rtc.add_local_candidate(candidate);
+        if config.host_candidate {
+            let candidate =
+                Candidate::host(local, "udp").map_err(|_| SessionError::Candidate(local))?;
+            rtc.add_local_candidate(candidate);
+        }
         let fp_local = to_fp(rtc.direct_api().local_dtls_fingerprint()).ok_or(
             SessionError::State("str0m's local fingerprint is not sha-256"),
         )?;
@@ -330,9 +344,68 @@ impl Session {
             timeout: now,
             host_addrs: vec![local],
             answered_codecs: Vec::new(),
+            socket_addr: local,
+            turn: None,
+            turn_timeout: None,
+            now,
         };
         s.drain();
         Ok(s)
+    }
+
+    /// Starts a TURN allocation on `relay` from this session's socket. Its relayed address
+    /// becomes a candidate once allocated ([`Session::relay_state`]); gather before the SDP
+    /// is made ([`crate::gather`]).
+    pub fn add_relay(&mut self, now: Instant, relay: &relay::RelayServer) {
+        self.now = now;
+        self.turn = Some(relay::TurnLink::new(now, self.socket_addr, relay));
+        self.poll_turn(now);
+    }
+
+    /// How the TURN allocation is doing (`None`: no relay).
+    pub fn relay_state(&self) -> Option<relay::RelayState> {
+        self.turn.as_ref().map(relay::TurnLink::state)
+    }
+
+    /// Through a relay, asks for permissions to the peer's candidates right away.
+    fn permit_candidates(&mut self, sdp: &str) {
+        if let Some(t) = self.turn.as_mut() {
+            t.permit(self.now, relay::candidate_ips(sdp));
+            let now = self.now;
+            self.poll_turn(now);
+        }
+    }
+
+    fn poll_turn(&mut self, now: Instant) {
+        let mut out = Vec::new();
+        if let Some(t) = self.turn.as_mut() {
+            self.turn_timeout = t.poll(now, &mut out);
+        }
+        self.apply_link(out);
+    }
+
+    fn apply_link(&mut self, out: Vec<relay::LinkOutput>) {
+        for o in out {
+            match o {
+                relay::LinkOutput::Transmit(to, contents) => {
+                    if !self.closed {
+                        self.transmits.push_back(Transmit {
+                            source: self.socket_addr,
+                            destination: to,
+                            contents,
+                        });
+                    }
+                }
+                relay::LinkOutput::Allocated(relayed) => {
+                    match Candidate::relayed(relayed, self.socket_addr, "udp") {
+                        Ok(c) => {
+                            self.rtc.add_local_candidate(c);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot use the relayed address"),
+                    }
+                }
+            }
+        }
     }
 
     /// This side's DTLS certificate fingerprint: put it in the handshake.
@@ -367,6 +440,7 @@ impl Session {
             return Err(SessionError::State("no authenticated peer fingerprint yet"));
         }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SessionError::Sdp(e.to_string()))?;
+        self.permit_candidates(sdp);
         let answer = self
             .rtc
             .sdp_api()
@@ -393,6 +467,7 @@ impl Session {
             .ok_or(SessionError::State("an answer with no offer pending"))?;
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| SessionError::Sdp(e.to_string()))?;
+        self.permit_candidates(sdp);
         let r = self
             .rtc
             .sdp_api()
@@ -404,6 +479,32 @@ impl Session {
 
     /// A datagram arrived on the socket bound at `destination`.
     pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        self.now = now;
+        if let Some(t) = self.turn.as_mut() {
+            if t.is_from_server(source, destination) {
+                let peers = t.receive(now, data);
+                let relayed = t.relayed();
+                self.poll_turn(now);
+                if let Some(relayed) = relayed {
+                    for (peer, bytes) in peers {
+                        self.receive_one(now, peer, relayed, &bytes);
+                    }
+                }
+                self.drain();
+                return;
+            }
+        }
+        self.receive_one(now, source, destination, data);
+        self.drain();
+    }
+
+    fn receive_one(
         &mut self,
         now: Instant,
         source: SocketAddr,
@@ -427,11 +528,14 @@ impl Session {
                 self.fail(SessionError::Rtc(e.to_string()));
             }
         }
-        self.drain();
     }
 
     /// Time passed; call at [`Session::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.turn_timeout.is_some_and(|t| t <= now) {
+            self.poll_turn(now);
+        }
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             self.fail(SessionError::Rtc(e.to_string()));
         }
@@ -568,7 +672,10 @@ impl Session {
 
     /// When to call [`Session::handle_timeout`].
     pub fn poll_timeout(&self) -> Instant {
-        self.timeout
+        match self.turn_timeout {
+            Some(t) => t.min(self.timeout),
+            None => self.timeout,
+        }
     }
 
     /// Whether the session may carry application data.
@@ -611,7 +718,19 @@ impl Session {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
-                    if !self.closed {
+                    if self.closed {
+                        continue;
+                    }
+                    let relayed = self.turn.as_ref().and_then(relay::TurnLink::relayed);
+                    if relayed == Some(t.source) {
+                        // From our relayed candidate: through the TURN server.
+                        let mut out = Vec::new();
+                        if let Some(link) = self.turn.as_mut() {
+                            link.send(self.now, t.destination, &t.contents, &mut out);
+                        }
+                        self.apply_link(out);
+                        self.poll_turn(self.now);
+                    } else {
                         self.transmits.push_back(Transmit {
                             source: t.source,
                             destination: t.destination,

@@ -24,9 +24,10 @@ use sealdesk_auth::sealed::{SealError, SealedKind, SealedSignaling};
 use sealdesk_auth::session::{Established, ExpectAccept, PeerIdentity};
 use sealdesk_auth::trust::{Permissions, PinnedHost};
 use sealdesk_auth::{unattended, HandshakeError, IdentityKey};
-use sealdesk_client::{SignalClient, SignalEvent};
+use sealdesk_client::{RelayCredential, SignalClient, SignalEvent};
 use sealdesk_proto::{Body, DeviceKey, ErrorCode, RoutingNumber, SessionId};
-use sealdesk_rtc::{Session, SessionConfig, SessionError, VideoCodec};
+use sealdesk_rtc::relay::RelayUse;
+use sealdesk_rtc::{driver, Session, SessionConfig, SessionError, VideoCodec};
 use tokio::net::UdpSocket;
 
 /// Whom to connect to.
@@ -65,6 +66,8 @@ pub struct DialConfig {
     pub approval_timeout: Duration,
     /// For a code: the key pinned for this routing number, if any (a different one is refused).
     pub pinned_key: Option<DeviceKey>,
+    /// Whether to use the signaling server's relay.
+    pub relay: RelayUse,
 }
 
 /// Progress to show the viewer's user.
@@ -112,6 +115,9 @@ pub enum DialError {
     /// This is the viewer's own code.
     #[error("this is this device's own code; type it on the other device")]
     OwnCode,
+    /// The relay could not be used (with `--relay-only`).
+    #[error("relay: {0}")]
+    Relay(String),
 }
 
 /// A host reached: the transport is set up, not yet connected.
@@ -228,8 +234,15 @@ impl Peer {
     }
 }
 
-/// A fresh WebRTC session on a new UDP socket at `ip`.
-pub async fn media(ip: IpAddr, codecs: &[VideoCodec]) -> Result<(Session, UdpSocket), DialError> {
+/// A fresh WebRTC session on a new UDP socket at `ip`, with a relayed candidate from `relay`
+/// when given (gathered before returning, so it is in the SDP). With [`RelayUse::Only`] the
+/// socket's own address is not a candidate, and failing to allocate is an error.
+pub async fn media(
+    ip: IpAddr,
+    codecs: &[VideoCodec],
+    relay_use: RelayUse,
+    relay: Option<&RelayCredential>,
+) -> Result<(Session, UdpSocket), DialError> {
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
         .await
         .map_err(|e| DialError::Local(format!("cannot open a UDP socket: {e}")))?;
@@ -239,11 +252,45 @@ pub async fn media(ip: IpAddr, codecs: &[VideoCodec]) -> Result<(Session, UdpSoc
     let config = SessionConfig {
         codecs: codecs.to_vec(),
         initial_kbps: None,
+        host_candidate: relay_use != RelayUse::Only,
     };
-    Ok((
-        Session::with_config(Instant::now(), local, &config)?,
-        socket,
-    ))
+    let mut rtc = Session::with_config(Instant::now(), local, &config)?;
+    add_relay(&mut rtc, &socket, relay_use, relay).await?;
+    Ok((rtc, socket))
+}
+
+/// Allocates on the relay `relay` names (if any) and waits for the relayed candidate.
+pub async fn add_relay(
+    rtc: &mut Session,
+    socket: &UdpSocket,
+    relay_use: RelayUse,
+    relay: Option<&RelayCredential>,
+) -> Result<(), DialError> {
+    let credential = relay.map(|c| (c.urls.as_slice(), c.username.as_str(), c.password.as_str()));
+    driver::relay_candidate(rtc, socket, relay_use, credential)
+        .await
+        .map(drop)
+        .map_err(DialError::Relay)
+}
+
+/// Asks the signaling server for a relay credential; `None` when it has no relay or does not
+/// answer within `within`.
+pub async fn fetch_relay(client: &mut SignalClient, within: Duration) -> Option<RelayCredential> {
+    client.request_relay().await.ok()?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, client.next_event()).await {
+            Ok(Some(SignalEvent::Relay(c))) => return Some(c),
+            Ok(Some(SignalEvent::Error {
+                code: ErrorCode::NoRelay,
+                ..
+            })) => return None,
+            Ok(Some(other)) => {
+                tracing::debug!(event = ?other, "signaling event while asking for a relay")
+            }
+            Ok(None) | Err(_) => return None,
+        }
+    }
 }
 
 /// Connects to `target` through `client`: handshake, approval, sealed offer and answer.
@@ -261,7 +308,17 @@ pub async fn dial(
     if routing == client.routing_number() {
         return Err(DialError::OwnCode);
     }
-    let (mut rtc, socket) = media(config.local_ip, &config.codecs).await?;
+    let credential = match config.relay {
+        RelayUse::Off => None,
+        _ => fetch_relay(client, Duration::from_secs(3)).await,
+    };
+    let (mut rtc, socket) = media(
+        config.local_ip,
+        &config.codecs,
+        config.relay,
+        credential.as_ref(),
+    )
+    .await?;
     let host = Peer::new(routing);
     let fp_v = rtc.local_fingerprint();
     let offer = Offer::default();

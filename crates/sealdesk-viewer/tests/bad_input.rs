@@ -47,6 +47,7 @@ async fn garbage_from_the_host_is_dropped_and_bad_frames_ask_for_a_keyframe() {
     let config = SessionConfig {
         codecs: vec![VideoCodec::Vp9],
         initial_kbps: Some(1000),
+        ..SessionConfig::default()
     };
     let mut h = Session::with_config(now, hsock.local_addr().unwrap(), &config).unwrap();
     // The handshake is tested elsewhere; here the fingerprints are simply exchanged.

@@ -65,6 +65,13 @@ pub(crate) struct ConnectArgs {
     /// Seconds to wait for the host's user to approve.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     approval_timeout: u64,
+    /// Send everything through the signaling server's TURN relay: the other device never
+    /// learns this one's address (and the relay sees only ciphertext).
+    #[arg(long, conflicts_with = "no_relay")]
+    relay_only: bool,
+    /// Use no relay, even when there is no direct path.
+    #[arg(long)]
+    no_relay: bool,
 }
 
 /// Runs `sealdesk connect`.
@@ -113,6 +120,7 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
         answer_timeout: Duration::from_secs(args.timeout),
         approval_timeout: Duration::from_secs(args.approval_timeout),
         pinned_key: pins.get(routing).map(|p| p.key),
+        relay: crate::host_cmd::relay_use(args.relay_only, args.no_relay),
     };
     let identity = Arc::new(identity);
     let mut client = crate::pair::signal(&args.server, identity.clone()).await?;

@@ -53,6 +53,9 @@ pub(crate) struct DemoArgs {
     /// Save decoded frames here as PNG (headless).
     #[arg(long, value_name = "DIR")]
     frames: Option<PathBuf>,
+    /// Host and viewer send everything through the embedded TURN relay.
+    #[arg(long)]
+    relay_only: bool,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -107,6 +110,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         attended_permissions: crate::host_cmd::ATTENDED_DEFAULT,
         auto_accept_paired: false,
         local_ip,
+        relay: crate::host_cmd::relay_use(args.relay_only, false),
     };
     let host_task = tokio::spawn(agent::serve(
         host_config,
@@ -164,6 +168,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         answer_timeout: Duration::from_secs(10),
         approval_timeout: Duration::from_secs(10),
         pinned_key: None,
+        relay: crate::host_cmd::relay_use(args.relay_only, false),
     };
     let mut attempts = ViewerAttempts::new();
     let connected = dial::dial(
@@ -211,7 +216,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let summary = view(connected.transport, &options, move |note| match note {
         ViewerNote::Connected { after } => println!(
-            "6. connected directly in {} ms; DTLS presented exactly the certificates the \
+            "6. connected in {} ms; DTLS presented exactly the certificates the \
              handshake authenticated",
             after.as_millis()
         ),

@@ -58,6 +58,23 @@ pub(crate) struct HostArgs {
     /// Print no QR code (just the code).
     #[arg(long)]
     pub(crate) no_qr: bool,
+    /// Send everything through the signaling server's TURN relay: the other device never
+    /// learns this one's address (and the relay sees only ciphertext).
+    #[arg(long, conflicts_with = "no_relay")]
+    pub(crate) relay_only: bool,
+    /// Use no relay, even when there is no direct path.
+    #[arg(long)]
+    pub(crate) no_relay: bool,
+}
+
+/// The relay choice the two flags make.
+pub(crate) fn relay_use(relay_only: bool, no_relay: bool) -> sealdesk_rtc::relay::RelayUse {
+    use sealdesk_rtc::relay::RelayUse;
+    match (relay_only, no_relay) {
+        (true, _) => RelayUse::Only,
+        (_, true) => RelayUse::Off,
+        _ => RelayUse::Fallback,
+    }
 }
 
 pub(crate) fn parse_codec(s: &str) -> Result<Codec, String> {
@@ -119,6 +136,7 @@ pub(crate) async fn run(args: HostArgs, data_dir: Option<&Path>) -> anyhow::Resu
         attended_permissions,
         auto_accept_paired: args.auto_accept_paired,
         local_ip,
+        relay: relay_use(args.relay_only, args.no_relay),
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (ev_tx, ev_rx) = mpsc::channel(64);

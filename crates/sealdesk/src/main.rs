@@ -68,8 +68,21 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .with_context(|| format!("invalid --log filter {:?}", cli.log))?;
+    // The STUN/TURN crates log every call at INFO and the expected 401 challenge of each
+    // TURN allocation at ERROR; neither is news. Name one of them in --log to see it.
+    for (krate, level) in [
+        ("stun_proto", "off"),
+        ("turn_client_proto", "warn"),
+        ("turn_server_proto", "warn"),
+        ("turn_types", "warn"),
+    ] {
+        if !cli.log.contains(krate) {
+            let directive = format!("{krate}={level}").parse().context("log directive")?;
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -256,10 +256,21 @@ fn a_bad_config_file_is_refused_with_the_key_named() {
 
 #[test]
 fn demo_runs_a_real_session_with_no_configuration() {
+    demo(&[], "path direct");
+}
+
+#[test]
+fn demo_relay_only_runs_the_session_through_the_embedded_relay() {
+    demo(&["--relay-only"], "path relay");
+}
+
+fn demo(extra: &[&str], path: &str) {
     let home = tempfile::tempdir().unwrap();
     let frames = home.path().join("frames");
     let out = Command::new(EXE)
-        .args(["demo", "--headless", "--seconds", "4", "--frames"])
+        .args(["demo", "--headless", "--seconds", "4"])
+        .args(extra)
+        .arg("--frames")
         .arg(&frames)
         .env("HOME", home.path())
         .env_remove("SEALDESK_DATA_DIR")
@@ -276,9 +287,10 @@ fn demo_runs_a_real_session_with_no_configuration() {
         "1. virtual display",
         "4. the viewer typed the code; the host proved it knows it",
         "5. the host's user is asked",
-        "6. connected directly in",
+        "6. connected in",
         "first frame 1280x720 decoded",
         "its script clicks and types",
+        path,
         "demo passed",
     ] {
         assert!(stdout.contains(step), "no {step:?} in:\n{stdout}");

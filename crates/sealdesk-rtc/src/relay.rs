@@ -1,0 +1,330 @@
+//! A TURN allocation for a [`crate::Session`] (DESIGN.md §6): str0m has no TURN client, so the
+//! session carries one ([`turn_client_proto`], sans-IO) and routes through it.
+//!
+//! - When the allocation is made, its relayed address becomes a local ICE candidate
+//!   (`Candidate::relayed`). Gather before the SDP is written ([`crate::gather`]), so the
+//!   candidate is in it.
+//! - Whatever str0m sends *from* the relayed address is wrapped for the TURN server (a Send
+//!   indication); the first packet to a peer IP asks for a permission, and ICE's retries carry
+//!   on once it is granted.
+//! - Whatever the TURN server delivers from a peer is handed to str0m as if it had arrived at
+//!   the relayed address.
+//!
+//! The relay sees DTLS records and SRTP packets only: the keys never leave the endpoints.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use turn_client_proto::api::{TurnClientApi as _, TurnConfig, TurnEvent, TurnPollRet, TurnRecvRet};
+use turn_client_proto::udp::TurnClientUdp;
+use turn_types::stun::TransportType;
+use turn_types::{AddressFamily, TurnCredentials};
+use zeroize::Zeroizing;
+
+/// A relay to allocate on, and the credential for it.
+#[derive(Clone)]
+pub struct RelayServer {
+    /// Its address (from the `turn:` URL).
+    pub addr: SocketAddr,
+    /// The TURN username.
+    pub username: String,
+    /// The TURN password.
+    pub password: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for RelayServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayServer")
+            .field("addr", &self.addr)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The address in a `turn:host:port?transport=udp` URL, when `host` is an IP address.
+/// (Names are resolved by the caller.)
+pub fn parse_turn_url(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("turn:")?;
+    let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if !(query.is_empty() || query == "transport=udp") {
+        return None;
+    }
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (h, p) = v6.split_once("]:")?;
+            (h, p)
+        }
+        None => hostport.rsplit_once(':')?,
+    };
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port != 0).then(|| (host.to_owned(), port))
+}
+
+/// How the allocation is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayState {
+    /// Asking the relay.
+    Allocating,
+    /// Allocated at this relayed address.
+    Allocated(SocketAddr),
+    /// The relay refused or did not answer (credentials, quota, unreachable).
+    Failed,
+}
+
+pub(crate) struct TurnLink {
+    client: TurnClientUdp,
+    /// Our socket's address (the TURN client's local address).
+    local: SocketAddr,
+    server: SocketAddr,
+    base: Instant,
+    state: RelayState,
+    /// Peer IPs a permission was asked for.
+    asked: HashSet<IpAddr>,
+}
+
+/// Something the session must do because of the TURN link.
+pub(crate) enum LinkOutput {
+    /// Send this datagram (to the TURN server).
+    Transmit(SocketAddr, Vec<u8>),
+    /// The allocation is ready at this relayed address: add it as a candidate.
+    Allocated(SocketAddr),
+}
+
+impl TurnLink {
+    pub(crate) fn new(now: Instant, local: SocketAddr, relay: &RelayServer) -> Self {
+        let mut cfg = TurnConfig::new(TurnCredentials::new(&relay.username, &relay.password));
+        cfg.set_address_family(if relay.addr.is_ipv4() {
+            AddressFamily::IPV4
+        } else {
+            AddressFamily::IPV6
+        });
+        // sealdesk's relays refuse anonymous (USERHASH) requests; coturn never offers them.
+        cfg.set_anonymous_username(turn_client_proto::stun::auth::Feature::Disabled);
+        cfg.set_request_retransmits(
+            Duration::from_millis(250),
+            Duration::from_secs(2),
+            5,
+            Duration::from_secs(2),
+        );
+        Self {
+            client: TurnClientUdp::allocate(local, relay.addr, cfg),
+            local,
+            server: relay.addr,
+            base: now,
+            state: RelayState::Allocating,
+            asked: HashSet::new(),
+        }
+    }
+
+    fn t(&self, now: Instant) -> turn_types::Instant {
+        let nanos = now.saturating_duration_since(self.base).as_nanos();
+        turn_types::Instant::from_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+    }
+
+    fn to_std(&self, t: turn_types::Instant) -> Instant {
+        self.base + Duration::from_nanos(u64::try_from(t.as_nanos().max(0)).unwrap_or(0))
+    }
+
+    pub(crate) fn state(&self) -> RelayState {
+        self.state
+    }
+
+    pub(crate) fn relayed(&self) -> Option<SocketAddr> {
+        match self.state {
+            RelayState::Allocated(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Whether a datagram that arrived at `destination` from `source` is the TURN server's.
+    pub(crate) fn is_from_server(&self, source: SocketAddr, destination: SocketAddr) -> bool {
+        source == self.server && destination == self.local
+    }
+
+    /// Runs timers; returns outputs and when to be called again.
+    pub(crate) fn poll(&mut self, now: Instant, out: &mut Vec<LinkOutput>) -> Option<Instant> {
+        let t = self.t(now);
+        let wake = match self.client.poll(t) {
+            TurnPollRet::WaitUntil(w) => Some(self.to_std(w)),
+            TurnPollRet::Closed => {
+                if self.state == RelayState::Allocating {
+                    self.state = RelayState::Failed;
+                }
+                None
+            }
+            _ => Some(now + Duration::from_millis(50)),
+        };
+        while let Some(tx) = self.client.poll_transmit(t) {
+            out.push(LinkOutput::Transmit(tx.to, tx.data.as_ref().to_vec()));
+        }
+        while let Some(e) = self.client.poll_event() {
+            match e {
+                TurnEvent::AllocationCreated(TransportType::Udp, relayed) => {
+                    self.state = RelayState::Allocated(relayed);
+                    out.push(LinkOutput::Allocated(relayed));
+                }
+                TurnEvent::AllocationCreateFailed(_) => self.state = RelayState::Failed,
+                TurnEvent::PermissionCreateFailed(_, ip) => {
+                    tracing::debug!(peer = %ip, "the relay refused a permission");
+                }
+                _ => {}
+            }
+        }
+        wake
+    }
+
+    /// A datagram from the TURN server: the peers' packets it carried. Poll again after.
+    pub(crate) fn receive(&mut self, now: Instant, data: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
+        let t = self.t(now);
+        let tx = turn_client_proto::stun::agent::Transmit::new(
+            data,
+            TransportType::Udp,
+            self.server,
+            self.local,
+        );
+        let mut got = Vec::new();
+        if let TurnRecvRet::PeerData(d) = self.client.recv(tx, t) {
+            got.push((d.peer, d.data().to_vec()));
+        }
+        while let Some(d) = self.client.poll_recv(t) {
+            got.push((d.peer, d.data().to_vec()));
+        }
+        got
+    }
+
+    /// Asks at once for permissions to the IPs of the peer's candidates (poll after it), so
+    /// ICE's first checks through the relay are not dropped for want of one.
+    pub(crate) fn permit(&mut self, now: Instant, ips: impl IntoIterator<Item = IpAddr>) {
+        let t = self.t(now);
+        for ip in ips {
+            if self.asked.insert(ip) {
+                if let Err(e) = self.client.create_permission(TransportType::Udp, ip, t) {
+                    tracing::debug!(error = ?e, peer = %ip, "cannot ask for a permission");
+                    self.asked.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// Wraps a packet str0m sends from the relayed address to `peer` (poll after it).
+    pub(crate) fn send(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<LinkOutput>,
+    ) {
+        let t = self.t(now);
+        match self.client.send_to(TransportType::Udp, peer, data, t) {
+            Ok(Some(b)) => {
+                let b = b.build();
+                out.push(LinkOutput::Transmit(b.to, b.data));
+            }
+            Ok(None) => {}
+            Err(_) => {
+                // No permission yet: ask once; ICE retries its checks meanwhile.
+                if self.asked.insert(peer.ip()) {
+                    if let Err(e) = self
+                        .client
+                        .create_permission(TransportType::Udp, peer.ip(), t)
+                    {
+                        tracing::debug!(error = ?e, peer = %peer, "cannot ask for a permission");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_addresses_of_an_sdp() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.2 5000 typ host\r\n\
+                   a=candidate:2 1 udp 16777215 203.0.113.5 40000 typ relay raddr 0.0.0.0 rport 0\r\n\
+                   a=candidate:3 1 udp 1 10.0.0.2 5001 typ host\r\na=candidate:broken\r\n";
+        assert_eq!(
+            candidate_ips(sdp),
+            vec![
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "203.0.113.5".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn turn_urls() {
+        assert_eq!(
+            parse_turn_url("turn:127.0.0.1:3478?transport=udp"),
+            Some(("127.0.0.1".into(), 3478))
+        );
+        assert_eq!(
+            parse_turn_url("turn:[::1]:5000"),
+            Some(("::1".into(), 5000))
+        );
+        assert_eq!(
+            parse_turn_url("turn:relay.example.com:3478"),
+            Some(("relay.example.com".into(), 3478))
+        );
+        for bad in [
+            "stun:1.2.3.4:3478",
+            "turn:1.2.3.4",
+            "turn:1.2.3.4:0",
+            "turn::3478",
+            "turn:1.2.3.4:3478?transport=tcp",
+            "turns:1.2.3.4:5349",
+            "turn:[::1:5000",
+        ] {
+            assert_eq!(parse_turn_url(bad), None, "{bad}");
+        }
+    }
+}
+
+/// The first relay of `urls` whose address resolves, with this credential.
+pub async fn resolve(urls: &[String], username: &str, password: &str) -> Option<RelayServer> {
+    for url in urls {
+        let Some((host, port)) = parse_turn_url(url) else {
+            continue;
+        };
+        let Ok(mut addrs) = tokio::net::lookup_host((host.as_str(), port)).await else {
+            continue;
+        };
+        if let Some(addr) = addrs.next() {
+            return Some(RelayServer {
+                addr,
+                username: username.to_owned(),
+                password: Zeroizing::new(password.to_owned()),
+            });
+        }
+    }
+    None
+}
+
+/// Whether a session uses a TURN relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayUse {
+    /// Never: host candidates only.
+    Off,
+    /// Also offer a relayed candidate, used when there is no direct path (the default).
+    #[default]
+    Fallback,
+    /// Only the relayed candidate: the peer never learns this device's address, and all
+    /// traffic goes through the relay (`--relay-only`).
+    Only,
+}
+
+/// The IP addresses of the `a=candidate` lines of an SDP.
+pub(crate) fn candidate_ips(sdp: &str) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = sdp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .filter_map(|c| c.split_whitespace().nth(4))
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    ips
+}
