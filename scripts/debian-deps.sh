@@ -7,8 +7,10 @@
 # The native viewer window (winit's X11 backend and softbuffer) links no X library at build
 # time but loads these at run time: libX11, libX11-xcb, libxcb, libXcursor, libXi,
 # libxkbcommon and libxkbcommon-x11.
+# A sourcing script may add its own in test_packages (scripts/test does).
 packages=(gcc g++ libc6-dev make pkg-config ca-certificates xvfb libvpx-dev
-  libx11-6 libx11-xcb1 libxcb1 libxcursor1 libxi6 libxkbcommon0 libxkbcommon-x11-0)
+  libx11-6 libx11-xcb1 libxcb1 libxcursor1 libxi6 libxkbcommon0 libxkbcommon-x11-0
+  ${test_packages[@]+"${test_packages[@]}"})
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

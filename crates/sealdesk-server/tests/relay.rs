@@ -4,6 +4,8 @@
 //!
 //! The relay listens on 127.0.0.3 (its own address); the test's "public" peer is an echo
 //! server on 127.0.0.2, let through with the test-only allow list; 127.0.0.1 is a canary.
+//! The same credential, deny-matrix and relaying tests run against coturn with the shipped
+//! `deploy/coturn/turnserver.conf` (Debian's coturn, which `scripts/test` installs).
 
 #![allow(
     clippy::unwrap_used,
@@ -53,15 +55,27 @@ fn credential(id: &str, ttl: i64) -> (String, String) {
 
 struct Lab {
     relay: SocketAddr,
-    stats: Arc<RelayStats>,
+    /// The embedded relay's counters; coturn's are not read.
+    stats: Option<Arc<RelayStats>>,
     echo: SocketAddr,
     canary: SocketAddr,
     canary_hits: Arc<AtomicUsize>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _backend: Backend,
 }
 
-async fn start_lab(listen: &str, quota: usize) -> Lab {
-    // The peer a client may reach (private, so allowed only for this test).
+/// What keeps a lab's relay running; dropping it stops the relay.
+enum Backend {
+    Embedded {
+        _stop: tokio::sync::oneshot::Sender<()>,
+    },
+    Coturn {
+        _process: Coturn,
+    },
+}
+
+/// The peers of a lab: an echo server on 127.0.0.2 (private, so reachable only through the
+/// test's allow list) and a canary on 127.0.0.1 counting every datagram it hears.
+async fn peers() -> (SocketAddr, SocketAddr, Arc<AtomicUsize>) {
     let echo = UdpSocket::bind("127.0.0.2:0").await.unwrap();
     let echo_addr = echo.local_addr().unwrap();
     tokio::spawn(async move {
@@ -84,6 +98,12 @@ async fn start_lab(listen: &str, quota: usize) -> Lab {
             }
         });
     }
+    (echo_addr, canary_addr, hits)
+}
+
+/// The embedded relay on `listen`.
+async fn start_lab(listen: &str, quota: usize) -> Lab {
+    let (echo, canary, canary_hits) = peers().await;
     let mut config = RelayConfig::new(listen.parse().unwrap(), secret());
     config.quota_per_user = quota;
     config.allow_peers_for_tests = vec!["127.0.0.2".parse().unwrap()];
@@ -96,11 +116,97 @@ async fn start_lab(listen: &str, quota: usize) -> Lab {
     }));
     Lab {
         relay: addr,
-        stats,
-        echo: echo_addr,
-        canary: canary_addr,
-        canary_hits: hits,
-        _stop: stop,
+        stats: Some(stats),
+        echo,
+        canary,
+        canary_hits,
+        _backend: Backend::Embedded { _stop: stop },
+    }
+}
+
+/// coturn (Debian's `turnserver`) running the shipped `deploy/coturn/turnserver.conf`,
+/// with only what a deployment sets itself given on the command line: addresses, ports,
+/// the shared secret, and — test-only — the echo peer let through and loopback peers not
+/// refused by coturn's own default, so that the shipped deny list alone must refuse them.
+struct Coturn {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody in this test binary uses: for coturn, which cannot be told to pick one.
+fn free_port(ip: IpAddr) -> u16 {
+    std::net::UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_coturn(ip: &str, quota: usize) -> Lab {
+    let (echo, canary, canary_hits) = peers().await;
+    let ip: IpAddr = ip.parse().unwrap();
+    let port = free_port(ip);
+    // Relayed ports: a block of 50 per lab, apart from the kernel's ephemeral range.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let block = (std::process::id() as usize % 100) * 20 + NEXT.fetch_add(1, Ordering::Relaxed);
+    let min_port = 20_000 + (block % 200) * 50;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("turn.log");
+    let conf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/coturn/turnserver.conf"
+    );
+    let child = std::process::Command::new("turnserver")
+        .args(["-c", conf])
+        .arg(format!("--listening-ip={ip}"))
+        .arg(format!("--relay-ip={ip}"))
+        .arg(format!("--listening-port={port}"))
+        .arg(format!("--min-port={min_port}"))
+        .arg(format!("--max-port={}", min_port + 49))
+        .arg(format!(
+            "--static-auth-secret={}",
+            std::str::from_utf8(SECRET).unwrap()
+        ))
+        .arg(format!("--user-quota={quota}"))
+        .args(["--allow-loopback-peers", "--allowed-peer-ip=127.0.0.2"])
+        .arg(format!("--pidfile={}", dir.path().join("pid").display()))
+        .arg(format!("--log-file={}", log.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start turnserver ({e}): apt-get install coturn (scripts/test does)")
+        });
+    let mut coturn = Coturn { child, _dir: dir };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Total General servers") {
+            break;
+        }
+        if let Some(status) = coturn.child.try_wait().unwrap() {
+            panic!("turnserver exited ({status}): {text}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "turnserver not up: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Lab {
+        relay: SocketAddr::new(ip, port),
+        stats: None,
+        echo,
+        canary,
+        canary_hits,
+        _backend: Backend::Coturn { _process: coturn },
     }
 }
 
@@ -251,7 +357,15 @@ impl Client {
 
 #[tokio::test]
 async fn an_issued_credential_relays_both_ways_and_a_channel_works_too() {
-    let lab = start_lab("127.0.0.3:0", 4).await;
+    relays_both_ways(start_lab("127.0.0.3:0", 4).await).await;
+}
+
+#[tokio::test]
+async fn coturn_with_the_shipped_config_relays_an_issued_credential_both_ways() {
+    relays_both_ways(start_coturn("127.0.0.3", 4).await).await;
+}
+
+async fn relays_both_ways(lab: Lab) {
     let mut c = Client::new("127.0.0.1:0", lab.relay, credential("123456789", 600)).await;
     let relayed = c.allocate().await;
     assert_eq!(relayed.ip(), lab.relay.ip());
@@ -276,12 +390,31 @@ async fn an_issued_credential_relays_both_ways_and_a_channel_works_too() {
     c.send(lab.echo, b"via a channel").await;
     assert!(c.run(Duration::from_secs(5), |c| c.data.len() >= 2).await);
     assert_eq!(c.data[1].1, b"echo:via a channel");
-    assert_eq!(lab.stats.allocations.load(Ordering::Relaxed), 1);
-    assert!(lab.stats.relayed_bytes.load(Ordering::Relaxed) > 0);
+    if let Some(stats) = &lab.stats {
+        assert_eq!(stats.allocations.load(Ordering::Relaxed), 1);
+        assert!(stats.relayed_bytes.load(Ordering::Relaxed) > 0);
+    }
 }
 
 #[tokio::test]
 async fn every_denied_peer_form_is_refused_and_the_canary_hears_nothing() {
+    let labs = (
+        start_lab("127.0.0.3:0", 4).await,
+        start_lab("[::1]:0", 4).await,
+    );
+    deny_matrix(labs).await;
+}
+
+#[tokio::test]
+async fn coturn_with_the_shipped_config_refuses_every_denied_peer_form_too() {
+    let labs = (
+        start_coturn("127.0.0.3", 4).await,
+        start_coturn("::1", 4).await,
+    );
+    deny_matrix(labs).await;
+}
+
+async fn deny_matrix((lab, lab6): (Lab, Lab)) {
     let v4 = [
         "127.0.0.1",
         "127.255.255.254",
@@ -299,7 +432,6 @@ async fn every_denied_peer_form_is_refused_and_the_canary_hears_nothing() {
         "240.0.0.1",
         "255.255.255.255",
     ];
-    let lab = start_lab("127.0.0.3:0", 4).await;
     let mut c = Client::new("127.0.0.1:0", lab.relay, credential("v4", 600)).await;
     c.allocate().await;
     for form in v4 {
@@ -318,10 +450,10 @@ async fn every_denied_peer_form_is_refused_and_the_canary_hears_nothing() {
         "{:?}",
         c.events
     );
-    assert!(
-        lab.stats.refused_peers.load(Ordering::Relaxed) > v4.len() as u64,
-        "refusals counted"
-    );
+    if let Some(stats) = &lab.stats {
+        let refused = stats.refused_peers.load(Ordering::Relaxed);
+        assert!(refused > v4.len() as u64, "refusals counted");
+    }
 
     // An IPv6 relay: every IPv4-in-IPv6 form of a denied address, and native IPv6 ones.
     let v6 = [
@@ -347,7 +479,6 @@ async fn every_denied_peer_form_is_refused_and_the_canary_hears_nothing() {
         "2001:db8::1",
         "100::1",
     ];
-    let lab6 = start_lab("[::1]:0", 4).await;
     let mut c6 = Client::new("[::1]:0", lab6.relay, credential("v6", 600)).await;
     c6.allocate().await;
     for form in v6 {
@@ -367,7 +498,15 @@ async fn every_denied_peer_form_is_refused_and_the_canary_hears_nothing() {
 
 #[tokio::test]
 async fn expired_tampered_and_borrowed_credentials_get_no_allocation_and_quotas_hold() {
-    let lab = start_lab("127.0.0.3:0", 1).await;
+    credentials_and_quota(start_lab("127.0.0.3:0", 1).await).await;
+}
+
+#[tokio::test]
+async fn coturn_with_the_shipped_config_refuses_bad_credentials_and_holds_quotas_too() {
+    credentials_and_quota(start_coturn("127.0.0.3", 1).await).await;
+}
+
+async fn credentials_and_quota(lab: Lab) {
     let (user, _) = credential("tampered", 600);
     let (_, other_password) = credential("someone-else", 600);
     let (stranger, _) = credential("stranger", 600);
@@ -387,8 +526,10 @@ async fn expired_tampered_and_borrowed_credentials_get_no_allocation_and_quotas_
         assert!(c.relayed().is_none(), "{shown} got an allocation");
         assert!(got, "{shown}: the client neither allocated nor gave up");
     }
-    assert_eq!(lab.stats.allocations_total.load(Ordering::Relaxed), 0);
-    assert!(lab.stats.refused_credentials.load(Ordering::Relaxed) >= 2);
+    if let Some(stats) = &lab.stats {
+        assert_eq!(stats.allocations_total.load(Ordering::Relaxed), 0);
+        assert!(stats.refused_credentials.load(Ordering::Relaxed) >= 2);
+    }
 
     // Quota 1: a second allocation under the same credential (another socket) is refused.
     let creds = credential("quota", 600);
@@ -406,7 +547,9 @@ async fn expired_tampered_and_borrowed_credentials_get_no_allocation_and_quotas_
         second.events
     );
     assert!(second.relayed().is_none());
-    assert_eq!(lab.stats.refused_quota.load(Ordering::Relaxed), 1);
+    if let Some(stats) = &lab.stats {
+        assert_eq!(stats.refused_quota.load(Ordering::Relaxed), 1);
+    }
     // Another credential is not affected.
     let mut other = Client::new("127.0.0.1:0", lab.relay, credential("other", 600)).await;
     other.allocate().await;
@@ -430,13 +573,14 @@ async fn two_clients_of_one_relay_meet_inside_it_but_its_host_stays_out_of_reach
     // Any other port on the relay's address (here a service listening next to it) is not.
     let service = UdpSocket::bind("127.0.0.3:0").await.unwrap();
     let service_addr = service.local_addr().unwrap();
-    let refused_before = lab.stats.refused_egress.load(Ordering::Relaxed);
+    let stats = lab.stats.as_ref().unwrap();
+    let refused_before = stats.refused_egress.load(Ordering::Relaxed);
     a.send(service_addr, b"let me in").await;
     a.run(Duration::from_millis(300), |_| false).await;
     let mut buf = [0u8; 64];
     let heard = tokio::time::timeout(Duration::from_millis(200), service.recv_from(&mut buf)).await;
     assert!(heard.is_err(), "the relay's host service got a datagram");
-    assert!(lab.stats.refused_egress.load(Ordering::Relaxed) > refused_before);
+    assert!(stats.refused_egress.load(Ordering::Relaxed) > refused_before);
 }
 
 /// The signaling server issues credentials to registered devices; they work on its relay.

@@ -79,7 +79,9 @@ fn main() -> anyhow::Result<()> {
         ("turn_types", "warn"),
     ] {
         if !cli.log.contains(krate) {
-            let directive = format!("{krate}={level}").parse().context("log directive")?;
+            let directive = format!("{krate}={level}")
+                .parse()
+                .context("log directive")?;
             filter = filter.add_directive(directive);
         }
     }

@@ -15,6 +15,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub(crate) mod desk;
+
 pub(crate) const EXE: &str = env!("CARGO_BIN_EXE_sealdesk");
 
 /// A child process whose stdout is collected line by line in the background.
@@ -164,7 +166,19 @@ fn collect(stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<Vec<Stri
 
 /// The `sealdesk` command with its own data directory and quiet logs.
 pub(crate) fn sealdesk(data: &Path) -> Command {
-    let mut cmd = Command::new(EXE);
+    sealdesk_in(None, data)
+}
+
+/// [`sealdesk`] run in the network namespace `ns` (`ip netns exec`), or in this one.
+pub(crate) fn sealdesk_in(ns: Option<&str>, data: &Path) -> Command {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns, EXE]);
+            cmd
+        }
+        None => Command::new(EXE),
+    };
     cmd.arg("--data-dir")
         .arg(data)
         .env("SEALDESK_LOG", "warn")

@@ -1,0 +1,432 @@
+//! Sessions that can only happen through the relay: the host and the viewer live in two
+//! network namespaces with no route between them; the signaling server and its TURN relay
+//! live in a third that both reach but that does not forward. The session must connect
+//! through the relay, show the host's screen and carry input and clipboard — and what the
+//! relay's machine sees on the wire (captured with tcpdump in its namespace) must contain
+//! none of what the session carried.
+//!
+//! Needs root (network namespaces) and iproute2 + tcpdump, which `scripts/test` installs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes,
+    reason = "tests fail by panicking; children are reaped in Drop"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::desk::{connect_in, psnr, screen_rgb, settled_frame, Desk, H, W, WAIT};
+use common::{sealdesk_in, Proc};
+use sealdesk_media::clipboard::Clipboard;
+use sealdesk_media::xvfb::Xvfb;
+
+const RELAY_IP: &str = "10.77.0.1";
+const HOST_IP: &str = "10.77.1.2";
+const VIEWER_IP: &str = "10.77.2.2";
+
+/// Three network namespaces: `host` (10.77.1.2) and `viewer` (10.77.2.2), each with a veth
+/// to `relay`, which holds 10.77.0.1 and does not forward. Host and viewer have a route to
+/// 10.77.0.1 only. Deleted on drop.
+struct Lab {
+    host: String,
+    viewer: String,
+    relay: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run `ip` ({e}): this test needs iproute2 (scripts/test installs it)")
+    });
+    assert!(
+        out.status.success(),
+        "ip {} failed: {} (network namespaces need root; run scripts/test as root or with sudo)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+impl Lab {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = format!(
+            "sd{}x{}",
+            std::process::id() % 100_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Self {
+            host: format!("{p}h"),
+            viewer: format!("{p}v"),
+            relay: format!("{p}r"),
+        };
+        for ns in [&lab.host, &lab.viewer, &lab.relay] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        for (ns, side, addr, gw) in [
+            (&lab.host, "h", HOST_IP, "10.77.1.1"),
+            (&lab.viewer, "v", VIEWER_IP, "10.77.2.1"),
+        ] {
+            let (outer, inner) = (format!("{p}{side}r"), format!("{p}r{side}"));
+            ip(&[
+                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ]);
+            ip(&["link", "set", &outer, "netns", ns]);
+            ip(&["link", "set", &inner, "netns", &lab.relay]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &outer,
+            ]);
+            ip(&["-n", ns, "link", "set", &outer, "up"]);
+            ip(&[
+                "-n",
+                &lab.relay,
+                "addr",
+                "add",
+                &format!("{gw}/24"),
+                "dev",
+                &inner,
+            ]);
+            ip(&["-n", &lab.relay, "link", "set", &inner, "up"]);
+            ip(&[
+                "-n",
+                ns,
+                "route",
+                "add",
+                &format!("{RELAY_IP}/32"),
+                "via",
+                gw,
+            ]);
+        }
+        ip(&[
+            "-n",
+            &lab.relay,
+            "addr",
+            "add",
+            &format!("{RELAY_IP}/32"),
+            "dev",
+            "lo",
+        ]);
+        let sysctl = Command::new("ip")
+            .args(["netns", "exec", &lab.relay, "sysctl", "-qw"])
+            .args(["net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"])
+            .status()
+            .unwrap();
+        assert!(sysctl.success());
+        lab
+    }
+
+    /// Whether `ns` has a route to `addr` (`ip route get` fails with "Network is
+    /// unreachable" when it has none).
+    fn routes(&self, ns: &str, addr: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", ns, "route", "get", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// Sends `payload` as one UDP datagram from `ns` to `to` (bash's /dev/udp).
+    fn send_udp(&self, ns: &str, to: &str, payload: &[u8]) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), payload).unwrap();
+        let status = Command::new("ip")
+            .args(["netns", "exec", ns, "bash", "-c"])
+            .arg(format!(
+                "cat {} > /dev/udp/{}",
+                file.path().display(),
+                to.replace(':', "/")
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.host, &self.viewer, &self.relay] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// tcpdump on every interface of a namespace, writing each packet as it comes.
+struct Capture {
+    proc: Proc,
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Capture {
+    fn start(ns: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.pcap");
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns", "exec", ns, "tcpdump", "-i", "any", "-n", "-U", "-s", "0",
+        ])
+        .args(["-Z", "root", "-w"])
+        .arg(&file);
+        let mut proc = Proc::spawn(cmd);
+        proc.wait_line("tcpdump: listening on any");
+        Self {
+            proc,
+            file,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the capture and returns every byte it wrote.
+    fn finish(mut self) -> Vec<u8> {
+        // SIGTERM lets tcpdump flush and close the file.
+        let pid = self.proc.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.proc.wait_exit();
+        std::fs::read(&self.file).unwrap()
+    }
+}
+
+/// The forms a secret could take in captured bytes: as is, UTF-16 either way round, hex
+/// either case, and base64 at each of the three alignments.
+fn forms(secret: &str) -> Vec<(String, Vec<u8>)> {
+    let raw = secret.as_bytes();
+    let mut out = vec![("utf-8".to_owned(), raw.to_vec())];
+    let utf16 = secret.encode_utf16();
+    out.push((
+        "utf-16le".into(),
+        utf16.clone().flat_map(u16::to_le_bytes).collect(),
+    ));
+    out.push((
+        "utf-16be".into(),
+        utf16.flat_map(u16::to_be_bytes).collect(),
+    ));
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    out.push(("hex".into(), hex.clone().into_bytes()));
+    out.push(("HEX".into(), hex.to_uppercase().into_bytes()));
+    for pad in 0..3 {
+        // Encode behind `pad` bytes and keep only the characters that depend on the
+        // secret alone, so the form matches wherever the secret sits in a longer text.
+        let mut buf = vec![0u8; pad];
+        buf.extend_from_slice(raw);
+        let enc = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&buf);
+        let skip = if pad == 0 { 0 } else { (pad * 4).div_ceil(3) };
+        let keep = (raw.len() * 4 / 3).saturating_sub(2);
+        let s: Vec<u8> = enc.bytes().skip(skip).take(keep).collect();
+        out.push((format!("base64+{pad}"), s));
+    }
+    out
+}
+
+/// Which forms of `secret` occur in `hay`.
+fn found(hay: &[u8], secret: &str) -> Vec<String> {
+    forms(secret)
+        .into_iter()
+        .filter(|(_, f)| hay.windows(f.len()).any(|w| w == f.as_slice()))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// A string no capture contains by chance.
+fn canary(what: &str) -> String {
+    let mut b = [0u8; 8];
+    getrandom(&mut b);
+    let tag: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("sealdesk-canary-{what}-{tag}")
+}
+
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(buf)
+        .unwrap();
+}
+
+/// Which TURN relay serves the lab.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Relay {
+    /// `sealdesk server`'s own.
+    Embedded,
+    /// coturn with the shipped `deploy/coturn/turnserver.conf`; `sealdesk server` runs
+    /// with `--no-relay` and issues credentials for it.
+    Coturn,
+}
+
+const SECRET: &str = "netns-lab-shared-secret";
+
+/// The relay's machine: `sealdesk server` (signaling on 10.77.0.1, and the embedded
+/// relay on 10.77.0.1:3478 or coturn there instead). Returns the processes and the URL.
+fn relay_machine(lab: &Lab, relay: Relay, dir: &Path) -> (Vec<Proc>, String) {
+    let mut procs = Vec::new();
+    let mut cmd = sealdesk_in(Some(&lab.relay), dir);
+    cmd.args(["server", "--listen", &format!("{RELAY_IP}:0")]);
+    if relay == Relay::Coturn {
+        let log = dir.join("turn.log");
+        let conf = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/coturn/turnserver.conf"
+        );
+        let mut turn = Command::new("ip");
+        turn.args(["netns", "exec", &lab.relay, "turnserver", "-c", conf])
+            .arg(format!("--listening-ip={RELAY_IP}"))
+            .arg(format!("--relay-ip={RELAY_IP}"))
+            .arg(format!("--static-auth-secret={SECRET}"))
+            // The lab's relay address is private (10/8), which the shipped config denies; a
+            // real deployment's is public. Both peers relay through it, so let it through.
+            .arg(format!("--allowed-peer-ip={RELAY_IP}"))
+            .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
+            .arg(format!("--log-file={}", log.display()));
+        let mut proc = Proc::spawn(turn);
+        let deadline = std::time::Instant::now() + WAIT;
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Total General servers")
+        {
+            assert!(
+                proc.child.try_wait().unwrap().is_none(),
+                "turnserver exited: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(std::time::Instant::now() < deadline, "turnserver not up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        procs.push(proc);
+        let config = dir.join("server.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[relay]\nenabled = false\nurls = [\"turn:{RELAY_IP}:3478?transport=udp\"]\n\
+                 secret = \"{SECRET}\"\n"
+            ),
+        )
+        .unwrap();
+        cmd.arg("--config").arg(&config);
+    } else {
+        cmd.args(["--relay-listen", &format!("{RELAY_IP}:3478")]);
+    }
+    let mut proc = Proc::spawn(cmd);
+    let url = proc.wait_line("listening on ");
+    match relay {
+        Relay::Embedded => assert_eq!(
+            proc.wait_line("sealdesk server: TURN relay on udp "),
+            format!("{RELAY_IP}:3478")
+        ),
+        Relay::Coturn => {
+            proc.wait_line("sealdesk server: no embedded TURN relay");
+        }
+    }
+    procs.push(proc);
+    (procs, url)
+}
+
+#[test]
+fn through_the_embedded_relay_a_session_works_with_no_path_between_the_two_and_the_relay_sees_only_ciphertext(
+) {
+    session_through(Relay::Embedded);
+}
+
+#[test]
+fn through_coturn_a_session_works_with_no_path_between_the_two_and_the_relay_sees_only_ciphertext()
+{
+    session_through(Relay::Coturn);
+}
+
+fn session_through(relay: Relay) {
+    let lab = Lab::new();
+    // The separation is real: neither side can route to the other, only to the relay.
+    assert!(!lab.routes(&lab.host, VIEWER_IP));
+    assert!(!lab.routes(&lab.viewer, HOST_IP));
+    assert!(lab.routes(&lab.host, RELAY_IP) && lab.routes(&lab.viewer, RELAY_IP));
+
+    let capture = Capture::start(&lab.relay);
+    // Positive control: a datagram carrying each form of a control string, sent to the
+    // relay's port from the host's namespace, must be found by the same scan.
+    let control = canary("control");
+    for (_, form) in forms(&control) {
+        lab.send_udp(&lab.host, &format!("{RELAY_IP}:3478"), &form);
+    }
+
+    let server_dir = tempfile::tempdir().unwrap();
+    let (_relay_machine, url) = relay_machine(&lab, relay, server_dir.path());
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let on_screen = canary("screen");
+    desk.show_text(460, 330, &on_screen);
+
+    // Neither side is told to use the relay: the direct candidates simply fail.
+    let mut s = connect_in(
+        (&url, &url),
+        xvfb.display(),
+        "y",
+        (Some(&lab.host), &[]),
+        (Some(&lab.viewer), &[]),
+    );
+    let path = (1..)
+        .find_map(|n| {
+            let stats = s.viewer.wait_nth("stats: ", n, WAIT).expect("no stats");
+            ["relay", "direct"]
+                .into_iter()
+                .find(|p| stats.ends_with(&format!("· {p}")))
+        })
+        .unwrap();
+    assert_eq!(path, "relay");
+
+    // The picture arrives intact.
+    let png = settled_frame(&mut s.viewer);
+    let (w, h, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
+    let (sw, sh, truth) = screen_rgb(xvfb.display());
+    assert_eq!((w, h), (sw, sh));
+    let db = psnr(&decoded, &truth);
+    assert!(db >= 35.0, "PSNR {db:.1} dB through the relay");
+
+    // Typed keys arrive.
+    let typed = canary("typed");
+    s.viewer.send(&format!("type {typed}"));
+    desk.wait_events(WAIT, |_| desk.typed().len() >= typed.len());
+    assert_eq!(desk.typed(), typed);
+
+    // Clipboard both ways.
+    let host_clip = Clipboard::connect(Some(xvfb.display()), 1 << 20).unwrap();
+    let to_host = canary("clipboard-to-host");
+    s.viewer.send(&format!("clipboard {to_host}"));
+    s.host.wait_line("clipboard: ");
+    let pasted = host_clip.get_text(Duration::from_secs(5)).unwrap();
+    assert_eq!(pasted.as_deref(), Some(to_host.as_str()));
+    let to_viewer = canary("clipboard-to-viewer");
+    host_clip.set_text(to_viewer.clone()).unwrap();
+    s.viewer.wait_line("clipboard from the host: ");
+    let got = std::fs::read_to_string(s.frames.join("clipboard.txt")).unwrap();
+    assert_eq!(got, to_viewer);
+
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    s.host.wait_line("session ended: the viewer ended it");
+    let pcap = capture.finish();
+
+    // The capture saw the session: at least the video the viewer decoded crossed it.
+    assert!(pcap.len() > 100_000, "only {} bytes captured", pcap.len());
+    let mut control_forms = found(&pcap, &control);
+    control_forms.sort();
+    let mut all: Vec<String> = forms(&control).into_iter().map(|(n, _)| n).collect();
+    all.sort();
+    assert_eq!(control_forms, all, "the scan misses forms it should find");
+    for secret in [&on_screen, &typed, &to_host, &to_viewer] {
+        let leaks = found(&pcap, secret);
+        assert!(leaks.is_empty(), "{secret} crossed the relay as {leaks:?}");
+    }
+}
