@@ -253,6 +253,8 @@ struct Agent {
     quitting: bool,
     /// The latest relay credential the server issued.
     relay: Option<RelayCredential>,
+    /// The answer to the viewer's ICE restart, being made by the session.
+    restart: Option<oneshot::Receiver<Result<String, sealdesk_rtc::SessionError>>>,
 }
 
 /// Runs the host until [`HostCommand::Quit`] (or the commands channel closes) or the
@@ -276,6 +278,7 @@ pub async fn serve(
         task: None,
         quitting: false,
         relay: None,
+        restart: None,
     };
     agent.ask_relay().await;
     agent.new_code().await;
@@ -326,6 +329,7 @@ impl Agent {
             let deadline = self.deadline().map(tokio::time::Instant::from_std);
             let consent = &mut self.consent;
             let task = &mut self.task;
+            let restart = &mut self.restart;
             tokio::select! {
                 ev = self.client.next_event() => match ev {
                     None => return Err(HostError::Signaling("the connection ended".into())),
@@ -342,6 +346,15 @@ impl Agent {
                         }
                     }
                 },
+                answer = async {
+                    match restart.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.restart = None;
+                    self.on_restart_answer(answer).await;
+                }
                 answer = async {
                     match consent.as_mut() {
                         Some(rx) => rx.await.ok().flatten(),
@@ -372,6 +385,29 @@ impl Agent {
                     }
                 } => self.on_timeout().await,
             }
+        }
+    }
+
+    /// Seals and sends the answer to the viewer's ICE restart.
+    async fn on_restart_answer(
+        &mut self,
+        answer: Result<Result<String, sealdesk_rtc::SessionError>, oneshot::error::RecvError>,
+    ) {
+        let answer = match answer {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "could not answer the viewer's ICE restart");
+                return;
+            }
+            Err(_) => return, // the session ended meanwhile
+        };
+        let Phase::InSession { peer, sealed, .. } = &mut self.phase else {
+            return;
+        };
+        let peer = *peer;
+        match sealed.seal(SealedKind::Answer, answer.as_bytes()) {
+            Ok(bytes) => self.send(peer, bytes).await,
+            Err(e) => tracing::warn!(error = %e, "could not seal the restart answer"),
         }
     }
 
@@ -602,6 +638,18 @@ impl Agent {
             ) if mine(&p) => {
                 match sealed.open(bytes) {
                     Ok(m) if m.kind == SealedKind::Bye => control.end(),
+                    Ok(m) if m.kind == SealedKind::Offer => {
+                        // An ICE restart: the sealed channel checked its fingerprint and setup.
+                        match String::from_utf8(m.body) {
+                            Ok(offer) => match control.restart(offer) {
+                                Some(rx) => self.restart = Some(rx),
+                                None => {
+                                    tracing::debug!("an ICE restart while one is queued: dropped")
+                                }
+                            },
+                            Err(_) => tracing::debug!("a restart offer that is not UTF-8"),
+                        }
+                    }
                     Ok(m) => {
                         tracing::debug!(kind = ?m.kind, "sealed message during the session ignored")
                     }

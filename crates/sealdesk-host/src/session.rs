@@ -27,7 +27,7 @@ use sealdesk_proto::control::{caps, ControlMessage, EndReason, CONTROL_VERSION};
 use sealdesk_rtc::driver::{self, DriverHandle};
 use sealdesk_rtc::{Path, Session, SessionError, SessionEvent, VideoCodec};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clipboard::SyncedClipboard;
 use crate::gate::{Gate, Verdict};
@@ -93,6 +93,8 @@ pub enum SessionNote {
     ViewerSilent,
     /// The viewer is back: capture resumed.
     ViewerBack,
+    /// The viewer asked for an ICE restart (the path was lost); answering it.
+    Restarting,
     /// Events refused by the permissions, so far (at most every
     /// [`crate::gate::REFUSAL_NOTICE_INTERVAL`]).
     Refused {
@@ -177,22 +179,52 @@ pub struct SessionSummary {
     pub path: Option<Path>,
 }
 
-/// The host user's handle on a running session.
+/// An ICE restart offer from the viewer (opened and checked) and where its answer goes.
+type RestartRequest = (String, oneshot::Sender<Result<String, SessionError>>);
+
+/// The host's handle on a running session: its user ends it; the signaling side hands it
+/// the viewer's ICE restart offers.
 #[derive(Debug, Clone)]
 pub struct SessionControl {
     end: watch::Sender<bool>,
+    restarts: mpsc::Sender<RestartRequest>,
+}
+
+/// What a running session listens to ([`SessionControl::new`]).
+#[derive(Debug)]
+pub struct SessionInbox {
+    end: watch::Receiver<bool>,
+    restarts: mpsc::Receiver<RestartRequest>,
 }
 
 impl SessionControl {
     /// A control, and what the session watches.
-    pub fn new() -> (Self, watch::Receiver<bool>) {
-        let (end, rx) = watch::channel(false);
-        (Self { end }, rx)
+    pub fn new() -> (Self, SessionInbox) {
+        let (end, end_rx) = watch::channel(false);
+        let (restarts, restarts_rx) = mpsc::channel(2);
+        (
+            Self { end, restarts },
+            SessionInbox {
+                end: end_rx,
+                restarts: restarts_rx,
+            },
+        )
     }
 
     /// Ends the session now.
     pub fn end(&self) {
         let _ = self.end.send(true);
+    }
+
+    /// Hands the session the viewer's ICE restart offer (opened and checked by the sealed
+    /// channel); the answer — made once the relay, if any, is allocated anew — arrives on
+    /// the returned receiver. `None` if the session has ended or already has restarts queued.
+    pub fn restart(
+        &self,
+        offer: String,
+    ) -> Option<oneshot::Receiver<Result<String, SessionError>>> {
+        let (tx, rx) = oneshot::channel();
+        self.restarts.try_send((offer, tx)).ok().map(|()| rx)
     }
 }
 
@@ -204,7 +236,7 @@ pub async fn run(
     socket: UdpSocket,
     setup: SessionSetup,
     clipboard: Option<SyncedClipboard>,
-    mut end: watch::Receiver<bool>,
+    mut inbox: SessionInbox,
     mut notes: impl FnMut(SessionNote),
 ) -> SessionSummary {
     let started = Instant::now();
@@ -232,7 +264,7 @@ pub async fn run(
             tracing::debug!(error = %e, "could not prime the pipeline; it starts when connected");
         }
     }
-    let end_reason = run.drive(&mut events, &mut end, &mut notes).await;
+    let end_reason = run.drive(&mut events, &mut inbox, &mut notes).await;
     run.finish(end_reason, task).await
 }
 
@@ -294,7 +326,7 @@ impl Running {
     async fn drive(
         &mut self,
         events: &mut mpsc::Receiver<SessionEvent>,
-        end: &mut watch::Receiver<bool>,
+        inbox: &mut SessionInbox,
         notes: &mut impl FnMut(SessionNote),
     ) -> SessionEnd {
         let connect_by =
@@ -315,10 +347,19 @@ impl Running {
                         return done;
                     }
                 }
-                changed = end.changed() => {
-                    if changed.is_err() || *end.borrow() {
+                changed = inbox.end.changed() => {
+                    if changed.is_err() || *inbox.end.borrow() {
                         return SessionEnd::HostEnded;
                     }
+                }
+                Some((offer, reply)) = inbox.restarts.recv() => {
+                    // Answered by the driver once the relay is allocated anew; the session
+                    // goes on meanwhile (capture stays paused while the viewer is silent).
+                    notes(SessionNote::Restarting);
+                    let handle = self.handle.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(handle.answer_restart(offer).await);
+                    });
                 }
                 text = async {
                     match clip_rx.as_mut() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sealdesk_proto::control::ControlMessage;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::{Session, SessionError, SessionEvent, VideoCodec};
@@ -36,7 +36,32 @@ enum Command {
         frame: Vec<u8>,
     },
     RequestKeyframe,
+    /// Viewer: renew the relay, then make an ICE restart offer.
+    RestartOffer(oneshot::Sender<Result<String, SessionError>>),
+    /// Host: renew the relay, then answer the viewer's restart offer.
+    AnswerRestart(String, oneshot::Sender<Result<String, SessionError>>),
+    /// Viewer: apply the host's answer to the restart.
+    ApplyAnswer(String, oneshot::Sender<Result<(), SessionError>>),
     Close,
+}
+
+/// A renegotiation waiting for the new TURN allocation (or its deadline).
+enum Renegotiation {
+    Offer(oneshot::Sender<Result<String, SessionError>>),
+    Answer(String, oneshot::Sender<Result<String, SessionError>>),
+}
+
+impl Renegotiation {
+    fn complete(self, session: &mut Session) {
+        match self {
+            Renegotiation::Offer(reply) => {
+                let _ = reply.send(session.restart_offer());
+            }
+            Renegotiation::Answer(offer, reply) => {
+                let _ = reply.send(session.accept_offer(&offer));
+            }
+        }
+    }
 }
 
 /// The application's side of a running session.
@@ -52,6 +77,9 @@ impl std::fmt::Debug for Command {
             Command::ControlBytes(_) => "ControlBytes",
             Command::Video { .. } => "Video",
             Command::RequestKeyframe => "RequestKeyframe",
+            Command::RestartOffer(_) => "RestartOffer",
+            Command::AnswerRestart(..) => "AnswerRestart",
+            Command::ApplyAnswer(..) => "ApplyAnswer",
             Command::Close => "Close",
         })
     }
@@ -106,6 +134,41 @@ impl DriverHandle {
             .map_err(|_| SessionError::State("the session has ended"))
     }
 
+    /// Viewer: an ICE restart offer, made once the relay (if any) has been allocated anew
+    /// (at most [`GATHER_TIMEOUT`]). Seal it and send it to the host.
+    pub async fn restart_offer(&self) -> Result<String, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::RestartOffer(tx))
+            .await
+            .map_err(|_| SessionError::State("the session has ended"))?;
+        rx.await
+            .map_err(|_| SessionError::State("the session has ended"))?
+    }
+
+    /// Host: the answer to the viewer's ICE restart offer (already opened and checked by
+    /// the sealed channel), made once the relay (if any) has been allocated anew.
+    pub async fn answer_restart(&self, offer: String) -> Result<String, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::AnswerRestart(offer, tx))
+            .await
+            .map_err(|_| SessionError::State("the session has ended"))?;
+        rx.await
+            .map_err(|_| SessionError::State("the session has ended"))?
+    }
+
+    /// Viewer: applies the host's answer to the restart (opened and checked).
+    pub async fn apply_answer(&self, answer: String) -> Result<(), SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::ApplyAnswer(answer, tx))
+            .await
+            .map_err(|_| SessionError::State("the session has ended"))?;
+        rx.await
+            .map_err(|_| SessionError::State("the session has ended"))?
+    }
+
     /// Ends the session.
     pub async fn close(&self) {
         let _ = self.cmds.send(Command::Close).await;
@@ -141,7 +204,17 @@ async fn run(
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut early = 0u32;
+    // A renegotiation waits for its new allocation until this deadline.
+    let mut renegotiation: Option<(Renegotiation, Instant)> = None;
     loop {
+        if let Some((_, due)) = &renegotiation {
+            let allocating = session.relay_state() == Some(crate::relay::RelayState::Allocating);
+            if !allocating || Instant::now() >= *due {
+                if let Some((r, _)) = renegotiation.take() {
+                    r.complete(&mut session);
+                }
+            }
+        }
         // Flush what the last step produced.
         while let Some(t) = session.poll_transmit() {
             if let Err(e) = socket.send_to(&t.contents, t.destination).await {
@@ -180,6 +253,10 @@ async fn run(
             continue;
         }
         early = 0;
+        let due = match &renegotiation {
+            Some((_, by)) => due.min(*by),
+            None => due,
+        };
         let deadline = tokio::time::Instant::from_std(due);
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -208,6 +285,25 @@ async fn run(
                 }
                 Some(Command::RequestKeyframe) => {
                     let _ = session.request_keyframe();
+                }
+                Some(Command::RestartOffer(reply)) => {
+                    let r = Renegotiation::Offer(reply);
+                    if session.renew_relay(Instant::now()) {
+                        renegotiation = Some((r, Instant::now() + GATHER_TIMEOUT));
+                    } else {
+                        r.complete(&mut session);
+                    }
+                }
+                Some(Command::AnswerRestart(offer, reply)) => {
+                    let r = Renegotiation::Answer(offer, reply);
+                    if session.renew_relay(Instant::now()) {
+                        renegotiation = Some((r, Instant::now() + GATHER_TIMEOUT));
+                    } else {
+                        r.complete(&mut session);
+                    }
+                }
+                Some(Command::ApplyAnswer(answer, reply)) => {
+                    let _ = reply.send(session.accept_answer(&answer));
                 }
                 Some(Command::Close) | None => session.close(),
             },

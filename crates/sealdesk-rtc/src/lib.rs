@@ -202,8 +202,11 @@ pub enum SessionEvent {
     KeyframeRequested,
     /// A control message that did not decode (dropped).
     Malformed(WireError),
-    /// ICE lost the path (may come back: give it a grace period, then restart ICE).
+    /// ICE lost the path (may come back: give it a grace period, then restart ICE —
+    /// [`Session::restart_offer`] on the viewer).
     Disconnected,
+    /// ICE has a working path again after [`SessionEvent::Disconnected`].
+    Reconnected,
     /// The congestion controller's estimate of what the path carries, in kbit/s (host):
     /// set the encoder's bitrate from it.
     Bitrate(u32),
@@ -249,6 +252,10 @@ pub struct Session {
     /// The TURN allocation, if any.
     turn: Option<relay::TurnLink>,
     turn_timeout: Option<Instant>,
+    /// The relay and credential the allocation was made with (to allocate again).
+    relay_server: Option<relay::RelayServer>,
+    /// ICE reported the path lost and has not reported it back.
+    ice_lost: bool,
     /// The latest time seen (str0m's outputs are drained without one).
     now: Instant,
 }
@@ -347,6 +354,8 @@ impl Session {
             socket_addr: local,
             turn: None,
             turn_timeout: None,
+            relay_server: None,
+            ice_lost: false,
             now,
         };
         s.drain();
@@ -355,11 +364,60 @@ impl Session {
 
     /// Starts a TURN allocation on `relay` from this session's socket. Its relayed address
     /// becomes a candidate once allocated ([`Session::relay_state`]); gather before the SDP
-    /// is made ([`crate::gather`]).
+    /// is made ([`crate::driver::gather`]).
     pub fn add_relay(&mut self, now: Instant, relay: &relay::RelayServer) {
         self.now = now;
         self.turn = Some(relay::TurnLink::new(now, self.socket_addr, relay));
+        self.relay_server = Some(relay.clone());
         self.poll_turn(now);
+    }
+
+    /// Before an ICE restart: releases the TURN allocation (if the relay still holds it) and
+    /// makes a new one on the same relay with the same credential — a relay that restarted
+    /// has forgotten the old one. Its relayed address becomes a candidate once allocated
+    /// ([`Session::relay_state`]); returns `false` if the session has no relay.
+    pub fn renew_relay(&mut self, now: Instant) -> bool {
+        let Some(server) = self.relay_server.clone() else {
+            return false;
+        };
+        self.now = now;
+        if let Some(old) = self.turn.as_mut() {
+            let mut out = Vec::new();
+            old.release(now, &mut out);
+            self.apply_link(out);
+        }
+        self.turn = Some(relay::TurnLink::new(now, self.socket_addr, &server));
+        self.poll_turn(now);
+        true
+    }
+
+    /// Viewer: an ICE restart offer to seal and send — new ICE credentials, the same DTLS
+    /// association and certificates (the sealed channel checks the fingerprint again), and
+    /// every current local candidate (renew the relay first, [`Session::renew_relay`], so a
+    /// fresh relayed candidate is among them). The host's answer goes to
+    /// [`Session::accept_answer`].
+    pub fn restart_offer(&mut self) -> Result<String, SessionError> {
+        if self.closed {
+            return Err(SessionError::State("the session has ended"));
+        }
+        if !self.ready {
+            return Err(SessionError::State(
+                "an ICE restart before the session was ready",
+            ));
+        }
+        // A restart whose answer never came is abandoned for this one.
+        self.pending = None;
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api.apply().ok_or(SessionError::State("nothing to offer"))?;
+        self.pending = Some(pending);
+        self.drain();
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Whether ICE reported the path lost and has not found one since.
+    pub fn is_path_lost(&self) -> bool {
+        self.ice_lost
     }
 
     /// How the TURN allocation is doing (`None`: no relay).
@@ -722,6 +780,11 @@ impl Session {
                         continue;
                     }
                     let relayed = self.turn.as_ref().and_then(relay::TurnLink::relayed);
+                    if relayed != Some(t.source) && !self.host_addrs.contains(&t.source) {
+                        // From a relayed candidate of an allocation since replaced: there
+                        // is no way to send it any more.
+                        continue;
+                    }
                     if relayed == Some(t.source) {
                         // From our relayed candidate: through the TURN server.
                         let mut out = Vec::new();
@@ -791,8 +854,15 @@ impl Session {
             Event::KeyframeRequest(_) if self.ready => {
                 self.events.push_back(SessionEvent::KeyframeRequested)
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) if !self.ice_lost => {
+                self.ice_lost = true;
                 self.events.push_back(SessionEvent::Disconnected);
+            }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self.ice_lost => {
+                self.ice_lost = false;
+                self.events.push_back(SessionEvent::Reconnected);
             }
             Event::EgressBitrateEstimate(
                 BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },

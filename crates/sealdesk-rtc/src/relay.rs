@@ -2,7 +2,7 @@
 //! session carries one ([`turn_client_proto`], sans-IO) and routes through it.
 //!
 //! - When the allocation is made, its relayed address becomes a local ICE candidate
-//!   (`Candidate::relayed`). Gather before the SDP is written ([`crate::gather`]), so the
+//!   (`Candidate::relayed`). Gather before the SDP is written ([`crate::driver::gather`]), so the
 //!   candidate is in it.
 //! - Whatever str0m sends *from* the relayed address is wrapped for the TURN server (a Send
 //!   indication); the first packet to a peer IP asks for a permission, and ICE's retries carry
@@ -134,6 +134,17 @@ impl TurnLink {
         match self.state {
             RelayState::Allocated(a) => Some(a),
             _ => None,
+        }
+    }
+
+    /// Releases the allocation (a refresh with lifetime 0), best effort: a relay that lost
+    /// it answers with an error nobody waits for.
+    pub(crate) fn release(&mut self, now: Instant, out: &mut Vec<LinkOutput>) {
+        let t = self.t(now);
+        if self.client.delete(t).is_ok() {
+            while let Some(tx) = self.client.poll_transmit(t) {
+                out.push(LinkOutput::Transmit(tx.to, tx.data.as_ref().to_vec()));
+            }
         }
     }
 

@@ -63,38 +63,68 @@ fn handshake(fp_v: DtlsFingerprint, fp_h: DtlsFingerprint) -> (SealedSignaling, 
 /// Runs the handshake with the sessions' real fingerprints, then offer and answer through
 /// the sealed channels, and applies them: the path every honest session takes.
 fn connect_sealed(v: &mut Session, h: &mut Session) {
+    connect_sealed_keep(v, h);
+}
+
+/// [`connect_sealed`], keeping the sealed channels (for renegotiation) and the first offer.
+fn connect_sealed_keep(
+    v: &mut Session,
+    h: &mut Session,
+) -> (SealedSignaling, SealedSignaling, String) {
     let (mut vs, mut hs) = handshake(v.local_fingerprint(), h.local_fingerprint());
     v.set_peer_fingerprint(*vs.fp_peer());
     h.set_peer_fingerprint(*hs.fp_peer());
-    let offer = vs
-        .seal(SealedKind::Offer, v.create_offer().unwrap().as_bytes())
-        .unwrap();
+    let first = v.create_offer().unwrap();
+    let offer = vs.seal(SealedKind::Offer, first.as_bytes()).unwrap();
     let body = hs.open(&offer).unwrap().body;
     let answer = h.accept_offer(std::str::from_utf8(&body).unwrap()).unwrap();
     let answer = hs.seal(SealedKind::Answer, answer.as_bytes()).unwrap();
     let body = vs.open(&answer).unwrap().body;
     v.accept_answer(std::str::from_utf8(&body).unwrap())
         .unwrap();
+    (vs, hs, first)
+}
+
+/// An SDP's `a=ice-ufrag`.
+fn ufrag(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Moves packets between the two sessions until both are quiet or `until` returns true.
 fn drive(
     v: &mut Session,
     h: &mut Session,
+    until: impl FnMut(&[SessionEvent], &[SessionEvent]) -> bool,
+) -> (Vec<SessionEvent>, Vec<SessionEvent>) {
+    drive_with(v, h, true, until)
+}
+
+/// [`drive`] on a network that delivers every packet (`deliver`) or none.
+fn drive_with(
+    v: &mut Session,
+    h: &mut Session,
+    deliver: bool,
     mut until: impl FnMut(&[SessionEvent], &[SessionEvent]) -> bool,
 ) -> (Vec<SessionEvent>, Vec<SessionEvent>) {
     let (va, ha): (SocketAddr, SocketAddr) = (V_ADDR.parse().unwrap(), H_ADDR.parse().unwrap());
     let mut now = Instant::now();
     let (mut ve, mut he) = (Vec::new(), Vec::new());
-    for _ in 0..2000 {
+    for _ in 0..20_000 {
         let mut moved = false;
         while let Some(t) = v.poll_transmit() {
-            moved = true;
-            h.handle_receive(now, va, t.destination, &t.contents);
+            moved = deliver;
+            if deliver {
+                h.handle_receive(now, va, t.destination, &t.contents);
+            }
         }
         while let Some(t) = h.poll_transmit() {
-            moved = true;
-            v.handle_receive(now, ha, t.destination, &t.contents);
+            moved = deliver;
+            if deliver {
+                v.handle_receive(now, ha, t.destination, &t.contents);
+            }
         }
         while let Some(e) = v.poll_event() {
             ve.push(e);
@@ -205,6 +235,66 @@ fn sealed_offer_and_answer_then_control_messages_both_ways() {
     assert!(
         he.contains(&SessionEvent::Control(ControlMessage::ReleaseAll)),
         "{he:?}"
+    );
+}
+
+#[test]
+fn a_lost_path_comes_back_after_a_sealed_ice_restart() {
+    let (mut v, mut h) = sessions();
+    let (mut vs, mut hs, first) = connect_sealed_keep(&mut v, &mut h);
+    let (ve, he) = drive(&mut v, &mut h, |a, b| ready(a) && ready(b));
+    assert!(ready(&ve) && ready(&he), "viewer {ve:?} host {he:?}");
+    // No restart before the session is up and verified.
+    let (mut v2, _) = sessions();
+    assert!(matches!(v2.restart_offer(), Err(SessionError::State(_))));
+
+    // The network stops delivering: ICE on the viewer reports the path lost, once.
+    let (ve, _) = drive_with(&mut v, &mut h, false, |a, _| {
+        a.contains(&SessionEvent::Disconnected)
+    });
+    assert_eq!(
+        ve.iter()
+            .filter(|e| **e == SessionEvent::Disconnected)
+            .count(),
+        1,
+        "{ve:?}"
+    );
+    assert!(v.is_path_lost());
+
+    // The network is back, and the viewer restarts ICE through the sealed channel: new
+    // ICE credentials, the same certificates (the sealed channel checks them again).
+    let offer = v.restart_offer().unwrap();
+    assert_ne!(ufrag(&offer), ufrag(&first));
+    let sealed = vs.seal(SealedKind::Offer, offer.as_bytes()).unwrap();
+    let body = hs.open(&sealed).unwrap().body;
+    let answer = h.accept_offer(std::str::from_utf8(&body).unwrap()).unwrap();
+    let sealed = hs.seal(SealedKind::Answer, answer.as_bytes()).unwrap();
+    let body = vs.open(&sealed).unwrap().body;
+    v.accept_answer(std::str::from_utf8(&body).unwrap())
+        .unwrap();
+    let (ve, _) = drive(&mut v, &mut h, |a, _| {
+        a.contains(&SessionEvent::Reconnected)
+    });
+    assert!(ve.contains(&SessionEvent::Reconnected), "{ve:?}");
+    assert!(!v.is_path_lost());
+
+    // The same DTLS association carries data again, both ways.
+    let key = ControlMessage::Key {
+        keysym: 0x62,
+        down: true,
+    };
+    v.send_control(&key).unwrap();
+    let note = ControlMessage::Permissions { bits: 3 };
+    h.send_control(&note).unwrap();
+    let (ve, he) = drive(&mut v, &mut h, |a, b| {
+        a.contains(&SessionEvent::Control(note.clone()))
+            && b.contains(&SessionEvent::Control(key.clone()))
+    });
+    assert!(he.contains(&SessionEvent::Control(key)), "{he:?}");
+    assert!(ve.contains(&SessionEvent::Control(note)), "{ve:?}");
+    assert!(
+        !ve.iter().any(|e| matches!(e, SessionEvent::Closed(_))),
+        "{ve:?}"
     );
 }
 

@@ -142,6 +142,9 @@ pub struct Transport {
     pub socket: UdpSocket,
     /// When dialing started (for the time to first frame).
     pub started: Instant,
+    /// How to renegotiate ICE with the host when the path is lost (set by the caller once
+    /// dialing is done: it owns the signaling connection then).
+    pub restarter: Option<crate::restart::Restarter>,
 }
 
 /// A host and the session id this viewer chose.
@@ -436,6 +439,7 @@ pub async fn dial(
             rtc,
             socket,
             started,
+            restarter: None,
         },
     })
 }

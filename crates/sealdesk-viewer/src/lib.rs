@@ -4,6 +4,7 @@
 
 pub mod dial;
 pub mod headless;
+pub mod restart;
 pub mod run;
 pub mod script;
 pub mod window;

@@ -14,6 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use sealdesk_media::convert::I420Frame;
 use sealdesk_media::decode::Decoder;
 use sealdesk_media::Codec;
@@ -23,12 +24,18 @@ use sealdesk_rtc::{Path, SessionError, SessionEvent, VideoCodec};
 use tokio::sync::mpsc;
 
 use crate::dial::Transport;
+use crate::restart::Restarter;
 use crate::window::{CursorImage, Picture};
 
 /// Frames waiting for the decoder; more means it is behind (drop, ask for a keyframe).
 const DECODE_QUEUE: usize = 8;
 /// How often the viewer pings the host and reports statistics.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a lost path (ICE disconnected, or the host silent) may come back by itself
+/// before the viewer restarts ICE.
+pub const RESTART_GRACE: Duration = Duration::from_secs(2);
+/// Between restart attempts while the path stays lost (until `give_up_after`).
+pub const RESTART_EVERY: Duration = Duration::from_secs(4);
 
 /// Timing limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +133,16 @@ pub enum ViewerNote {
     HostSilent,
     /// It is back.
     HostBack,
+    /// The path is lost and did not come back within [`RESTART_GRACE`]: restarting ICE
+    /// (a fresh relay allocation, new ICE credentials, sealed offer and answer).
+    Restarting {
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// A restart attempt could not be made (why, in words); another follows.
+    RestartFailed(String),
+    /// ICE has a path again.
+    PathBack,
 }
 
 /// Why the session ended.
@@ -233,6 +250,7 @@ pub async fn run(
     mut notes: impl FnMut(ViewerNote),
 ) -> ViewerSummary {
     let started = transport.started;
+    let restarter = transport.restarter;
     let (handle, mut events, task) = driver::spawn(transport.rtc, transport.socket);
     let counters = Arc::new(DecodeCounters::default());
     let (decode_tx, decode_rx) = sync_channel::<Packet>(DECODE_QUEUE);
@@ -264,6 +282,11 @@ pub async fn run(
         silent: false,
         ping_id: 0,
         pings: Vec::new(),
+        restarter,
+        lost_since: None,
+        next_restart: None,
+        restart_task: None,
+        restarts: 0,
     };
     let end = match decoder {
         Err(e) => ViewerEnd::Decoder(format!("cannot start the decoder thread: {e}")),
@@ -295,6 +318,16 @@ struct Viewer {
     ping_id: u32,
     /// Pings in flight: id and when sent (the host echoes them).
     pings: Vec<(u32, Instant)>,
+    /// How to ask the host for an ICE restart (none: the path cannot be renegotiated).
+    restarter: Option<Restarter>,
+    /// Since when the path is lost (ICE disconnected or the host silent).
+    lost_since: Option<Instant>,
+    /// When the next restart attempt is due.
+    next_restart: Option<Instant>,
+    /// The attempt in flight.
+    restart_task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    /// Attempts made in this session.
+    restarts: u32,
 }
 
 impl Viewer {
@@ -332,7 +365,10 @@ impl Viewer {
                 () = tokio::time::sleep_until(connect_by), if !self.ready => {
                     return ViewerEnd::ConnectTimeout;
                 }
-                _ = fast.tick(), if self.ready => self.check_decoder(notes).await,
+                _ = fast.tick(), if self.ready => {
+                    self.check_decoder(notes).await;
+                    self.check_restart(notes);
+                }
                 _ = tick.tick(), if self.ready => {
                     let elapsed = last_stats.elapsed();
                     last_stats = Instant::now();
@@ -360,6 +396,64 @@ impl Viewer {
                 height,
             });
         }
+    }
+
+    /// The path was lost (ICE disconnected, or the host went silent).
+    fn path_lost(&mut self) {
+        if self.lost_since.is_none() {
+            let now = Instant::now();
+            self.lost_since = Some(now);
+            self.next_restart = Some(now + RESTART_GRACE);
+        }
+    }
+
+    /// Starts a restart attempt when one is due, and notes how the last one went.
+    fn check_restart(&mut self, notes: &mut impl FnMut(ViewerNote)) {
+        if let Some(t) = self.restart_task.as_ref() {
+            if !t.is_finished() {
+                return;
+            }
+            if let Some(t) = self.restart_task.take() {
+                // A finished task's result is ready: this does not wait.
+                if let Some(Ok(Err(e))) = t.now_or_never() {
+                    notes(ViewerNote::RestartFailed(e));
+                }
+            }
+        }
+        let (Some(due), Some(restarter)) = (self.next_restart, self.restarter.as_ref()) else {
+            return;
+        };
+        if self.lost_since.is_none() || Instant::now() < due {
+            return;
+        }
+        self.restarts += 1;
+        self.next_restart = Some(Instant::now() + RESTART_EVERY);
+        notes(ViewerNote::Restarting {
+            attempt: self.restarts,
+        });
+        let handle = self.handle.clone();
+        let restarter = restarter.clone();
+        self.restart_task = Some(tokio::spawn(async move {
+            let offer = handle
+                .restart_offer()
+                .await
+                .map_err(|e| format!("no restart offer: {e}"))?;
+            let answer = restarter.ask(offer).await?;
+            handle
+                .apply_answer(answer)
+                .await
+                .map_err(|e| format!("the host's restart answer did not apply: {e}"))
+        }));
+    }
+
+    /// The path is back (ICE reconnected or the host heard again).
+    fn path_back(&mut self, notes: &mut impl FnMut(ViewerNote)) -> bool {
+        if self.lost_since.take().is_some() {
+            self.next_restart = None;
+            notes(ViewerNote::PathBack);
+            return true;
+        }
+        false
     }
 
     async fn ask_keyframe(&mut self) {
@@ -430,6 +524,14 @@ impl Viewer {
                 tracing::debug!(error = %e, "dropped a control message that did not decode");
             }
             SessionEvent::Link(stats) if stats.path.is_some() => self.path = stats.path,
+            SessionEvent::Disconnected => self.path_lost(),
+            SessionEvent::Reconnected => {
+                // Frames were lost with the path: start again from a keyframe.
+                let was_lost = self.path_back(notes);
+                if was_lost {
+                    self.ask_keyframe().await;
+                }
+            }
             SessionEvent::Closed(err) => {
                 return Some(match err {
                     Some(e) => ViewerEnd::Transport(e),
@@ -446,6 +548,7 @@ impl Viewer {
         if self.silent {
             self.silent = false;
             notes(ViewerNote::HostBack);
+            self.path_back(notes);
         }
     }
 
@@ -507,6 +610,7 @@ impl Viewer {
         if quiet >= self.limits.silent_after && !self.silent {
             self.silent = true;
             notes(ViewerNote::HostSilent);
+            self.path_lost();
         }
         self.ping_id = self.ping_id.wrapping_add(1);
         let now = Instant::now();

@@ -63,6 +63,7 @@ async fn garbage_from_the_host_is_dropped_and_bad_frames_ask_for_a_keyframe() {
         rtc: v,
         socket: vsock,
         started: now,
+        restarter: None,
     };
     let viewer = tokio::spawn(run::run(
         transport,

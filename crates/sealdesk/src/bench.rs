@@ -25,6 +25,8 @@ pub(crate) enum BenchCommand {
     Signaling(SignalingArgs),
     /// A whole session on Xvfb: first-frame time, fps, bitrate and host CPU per scenario.
     Session(crate::bench_session::SessionArgs),
+    /// TURN forwarding rate of the embedded relay and of coturn, side by side.
+    Relay(crate::bench_relay::RelayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -51,18 +53,21 @@ pub(crate) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Signaling(args) => signaling(args).await,
         BenchCommand::Session(args) => crate::bench_session::run(args).await,
+        BenchCommand::Relay(args) => crate::bench_relay::run(args).await,
     }
 }
 
 /// A `sealdesk server` child process.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: tokio::process::Child,
-    pid: u32,
+    pub(crate) pid: u32,
     url: String,
+    /// The embedded TURN relay's address, if it runs one.
+    pub(crate) relay: Option<std::net::SocketAddr>,
 }
 
 impl ServerProcess {
-    async fn start(dir: &Path, config_toml: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn start(dir: &Path, config_toml: &str) -> anyhow::Result<Self> {
         let config = dir.join("server.toml");
         std::fs::write(&config, config_toml)?;
         let exe = std::env::current_exe().context("cannot find the sealdesk executable")?;
@@ -80,8 +85,12 @@ impl ServerProcess {
         let pid = child.id().context("server exited at once")?;
         let stdout = child.stdout.take().context("no server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
+        let mut relay = None;
         let url = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix("sealdesk server: TURN relay on udp ") {
+                    relay = addr.parse().ok();
+                }
                 if let Some(url) = line.strip_prefix("listening on ") {
                     return Ok(url.to_owned());
                 }
@@ -92,7 +101,12 @@ impl ServerProcess {
         .context("server did not start within 30 s")??;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, pid, url })
+        Ok(Self {
+            child,
+            pid,
+            url,
+            relay,
+        })
     }
 
     fn rss_bytes(&self) -> anyhow::Result<u64> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use sealdesk_auth::code::OneTimeCode;
 use sealdesk_auth::sealed::SealedKind;
@@ -16,6 +16,7 @@ use sealdesk_client::store;
 use sealdesk_client::trust_store::TrustFiles;
 use sealdesk_rtc::VideoCodec;
 use sealdesk_viewer::dial::{self, Connected, DialConfig, DialEvent, Target};
+use sealdesk_viewer::restart::{Restarter, Signaling};
 use sealdesk_viewer::run::{ViewerEnd, ViewerNote, ViewerSummary};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -153,11 +154,24 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
     let headless = args.headless;
     let Connected {
         host,
-        mut sealed,
-        transport,
+        sealed,
+        mut transport,
         ..
     } = connected;
+    // The signaling connection stays up for the session: ICE restarts travel over it.
+    let (restarter, signaling) = Restarter::spawn(Signaling {
+        client,
+        sealed,
+        host,
+    });
+    transport.restarter = Some(restarter);
     let summary = view(transport, &options, move |note| print_note(note, headless)).await;
+    // Every restarter is gone with the session: the signaling comes back.
+    let Signaling {
+        client,
+        mut sealed,
+        host,
+    } = signaling.await.context("the signaling task failed")?;
     // Tell the host through the signaling server too (best effort: the control channel
     // already said so when it could).
     if let Ok(bytes) = sealed.seal(SealedKind::Bye, b"session ended") {
@@ -227,6 +241,11 @@ fn print_note(note: &ViewerNote, headless: bool) {
         }
         ViewerNote::HostSilent => println!("the host stopped answering…"),
         ViewerNote::HostBack => println!("the host is back"),
+        ViewerNote::Restarting { attempt } => {
+            println!("path lost: restarting ICE (attempt {attempt})")
+        }
+        ViewerNote::RestartFailed(why) => println!("ICE restart failed: {why}"),
+        ViewerNote::PathBack => println!("path back"),
         _ => {}
     }
 }

@@ -261,6 +261,9 @@ impl Terminal {
                     "the viewer stopped answering: capture paused, all keys and buttons released"
                 ),
                 SessionNote::ViewerBack => println!("the viewer is back: capture resumed"),
+                SessionNote::Restarting => {
+                    println!("the viewer lost the path: answering its ICE restart")
+                }
                 SessionNote::Refused { count } => {
                     println!("refused input from a view-only viewer ({count} events so far)");
                 }

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_relay;
 mod bench_session;
 mod clip;
 mod connect_cmd;

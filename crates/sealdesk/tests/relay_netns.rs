@@ -276,36 +276,7 @@ fn relay_machine(lab: &Lab, relay: Relay, dir: &Path) -> (Vec<Proc>, String) {
     let mut cmd = sealdesk_in(Some(&lab.relay), dir);
     cmd.args(["server", "--listen", &format!("{RELAY_IP}:0")]);
     if relay == Relay::Coturn {
-        let log = dir.join("turn.log");
-        let conf = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/coturn/turnserver.conf"
-        );
-        let mut turn = Command::new("ip");
-        turn.args(["netns", "exec", &lab.relay, "turnserver", "-c", conf])
-            .arg(format!("--listening-ip={RELAY_IP}"))
-            .arg(format!("--relay-ip={RELAY_IP}"))
-            .arg(format!("--static-auth-secret={SECRET}"))
-            // The lab's relay address is private (10/8), which the shipped config denies; a
-            // real deployment's is public. Both peers relay through it, so let it through.
-            .arg(format!("--allowed-peer-ip={RELAY_IP}"))
-            .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
-            .arg(format!("--log-file={}", log.display()));
-        let mut proc = Proc::spawn(turn);
-        let deadline = std::time::Instant::now() + WAIT;
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("Total General servers")
-        {
-            assert!(
-                proc.child.try_wait().unwrap().is_none(),
-                "turnserver exited: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            assert!(std::time::Instant::now() < deadline, "turnserver not up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        procs.push(proc);
+        procs.push(coturn(lab, dir));
         let config = dir.join("server.toml");
         std::fs::write(
             &config,
@@ -332,6 +303,141 @@ fn relay_machine(lab: &Lab, relay: Relay, dir: &Path) -> (Vec<Proc>, String) {
     }
     procs.push(proc);
     (procs, url)
+}
+
+/// coturn in the relay's namespace on 10.77.0.1:3478 with the shipped configuration, up and
+/// listening. Its log is `turn.log` in `dir` (appended to on a restart).
+fn coturn(lab: &Lab, dir: &Path) -> Proc {
+    let log = dir.join("turn.log");
+    let before = std::fs::read_to_string(&log).map_or(0, |t| t.len());
+    let conf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/coturn/turnserver.conf"
+    );
+    let mut turn = Command::new("ip");
+    turn.args(["netns", "exec", &lab.relay, "turnserver", "-c", conf])
+        .arg(format!("--listening-ip={RELAY_IP}"))
+        .arg(format!("--relay-ip={RELAY_IP}"))
+        .arg(format!("--static-auth-secret={SECRET}"))
+        // The lab's relay address is private (10/8), which the shipped config denies; a
+        // real deployment's is public. Both peers relay through it, so let it through.
+        .arg(format!("--allowed-peer-ip={RELAY_IP}"))
+        .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
+        .arg(format!("--log-file={}", log.display()));
+    let mut proc = Proc::spawn(turn);
+    let deadline = std::time::Instant::now() + WAIT;
+    let new_log = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.get(before..).unwrap_or_default().to_owned()
+    };
+    while !new_log().contains("Total General servers") {
+        assert!(
+            proc.child.try_wait().unwrap().is_none(),
+            "turnserver exited: {}",
+            new_log()
+        );
+        assert!(std::time::Instant::now() < deadline, "turnserver not up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proc
+}
+
+/// The path the viewer's stats lines report, once they report one.
+fn path_of(viewer: &mut Proc, from: usize) -> &'static str {
+    (from..)
+        .find_map(|n| {
+            let stats = viewer.wait_nth("stats: ", n, WAIT).expect("no stats");
+            ["relay", "direct"]
+                .into_iter()
+                .find(|p| stats.ends_with(&format!("· {p}")))
+        })
+        .unwrap()
+}
+
+/// Whether process `pid` has a thread named like the host's capture thread.
+fn capturing(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .any(|name| name.trim() == "sealdesk-captur")
+}
+
+#[test]
+fn when_the_relay_restarts_mid_session_ice_restarts_through_it_and_when_it_stays_down_the_session_ends(
+) {
+    let lab = Lab::new();
+    let server_dir = tempfile::tempdir().unwrap();
+    let (mut machine, url) = relay_machine(&lab, Relay::Coturn, server_dir.path());
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let mut s = connect_in(
+        (&url, &url),
+        xvfb.display(),
+        "y",
+        (Some(&lab.host), &[]),
+        (Some(&lab.viewer), &[]),
+    );
+    assert_eq!(path_of(&mut s.viewer, 1), "relay");
+    settled_frame(&mut s.viewer);
+    let host_pid = s.host.child.id();
+    assert!(capturing(host_pid));
+
+    // The relay dies: every allocation is gone. The host stops capturing while the viewer
+    // is unheard; the viewer restarts ICE, which cannot work while the relay is down.
+    drop(machine.remove(0));
+    s.host
+        .wait_nth("the viewer stopped answering: capture paused", 1, WAIT)
+        .unwrap_or_else(|| panic!("host: {}", s.host.output()));
+    s.viewer
+        .wait_nth("path lost: restarting ICE (attempt 1)", 1, WAIT)
+        .unwrap_or_else(|| panic!("viewer: {}", s.viewer.output()));
+
+    // The relay comes back (empty): a restart allocates anew on both sides and the
+    // session carries on through it — picture, keys — with the same keys and certificates.
+    machine.insert(0, coturn(&lab, server_dir.path()));
+    s.viewer
+        .wait_nth("path back", 1, Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("viewer: {}", s.viewer.output()));
+    s.host
+        .wait_nth("the viewer is back: capture resumed", 1, WAIT)
+        .unwrap_or_else(|| panic!("host: {}", s.host.output()));
+    assert!(
+        s.host
+            .count("the viewer lost the path: answering its ICE restart")
+            >= 1
+    );
+    let stats_now = s.viewer.count("stats: ");
+    assert_eq!(path_of(&mut s.viewer, stats_now + 1), "relay");
+    desk.show_text(300, 500, "after the relay came back");
+    let png = settled_frame(&mut s.viewer);
+    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
+    let (_, _, truth) = screen_rgb(xvfb.display());
+    let db = psnr(&decoded, &truth);
+    assert!(db >= 35.0, "PSNR {db:.1} dB after the restart");
+    s.viewer.send("type back");
+    desk.wait_events(WAIT, |_| desk.typed().ends_with("back"));
+    assert!(s.host.output().contains("session active"));
+
+    // The relay dies for good: no restart can work. The session ends on both sides within
+    // the silence limit; the host stops capturing and is ready for the next viewer.
+    drop(machine.remove(0));
+    let ended = s
+        .host
+        .wait_nth("session ended: ", 1, Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("host: {}", s.host.output()));
+    assert!(ended.starts_with("the viewer"), "{ended}");
+    assert!(!capturing(host_pid), "the host still captures");
+    s.viewer.wait_exit();
+    let out = s.viewer.output();
+    assert!(out.contains("the host stopped answering"), "{out}");
+    assert!(
+        s.host.child.try_wait().unwrap().is_none(),
+        "the host exited"
+    );
+    s.host
+        .wait_nth("code: ", 2, WAIT)
+        .unwrap_or_else(|| panic!("no new code: {}", s.host.output()));
 }
 
 #[test]
