@@ -254,6 +254,11 @@ pub struct Session {
     turn_timeout: Option<Instant>,
     /// The relay and credential the allocation was made with (to allocate again).
     relay_server: Option<relay::RelayServer>,
+    /// Every relayed address this session had (a pair from one is relayed).
+    relayed_addrs: Vec<SocketAddr>,
+    /// Whether this side's own address may be a candidate (not `--relay-only`): then the
+    /// server-reflexive address is one too.
+    direct_candidates: bool,
     /// ICE reported the path lost and has not reported it back.
     ice_lost: bool,
     /// The latest time seen (str0m's outputs are drained without one).
@@ -355,6 +360,8 @@ impl Session {
             turn: None,
             turn_timeout: None,
             relay_server: None,
+            relayed_addrs: Vec::new(),
+            direct_candidates: config.host_candidate,
             ice_lost: false,
             now,
         };
@@ -454,7 +461,24 @@ impl Session {
                         });
                     }
                 }
+                relay::LinkOutput::Reflexive(mapped) => {
+                    // Behind a NAT the relay saw another address than ours: the peer may
+                    // reach us there directly (both NATs open a hole with ICE's checks).
+                    // Never with --relay-only: the peer must not learn this address.
+                    tracing::debug!(%mapped, local = %self.socket_addr, "the relay saw us at");
+                    if self.direct_candidates && mapped != self.socket_addr {
+                        match Candidate::server_reflexive(mapped, self.socket_addr, "udp") {
+                            Ok(c) => {
+                                self.rtc.add_local_candidate(c);
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "cannot use the reflexive address")
+                            }
+                        }
+                    }
+                }
                 relay::LinkOutput::Allocated(relayed) => {
+                    self.relayed_addrs.push(relayed);
                     match Candidate::relayed(relayed, self.socket_addr, "udp") {
                         Ok(c) => {
                             self.rtc.add_local_candidate(c);
@@ -873,10 +897,10 @@ impl Session {
             Event::PeerStats(p) => {
                 let pair = p.selected_candidate_pair.as_ref();
                 let path = pair.map(|c| {
-                    if self.host_addrs.contains(&c.local.addr) {
-                        Path::Direct
-                    } else {
+                    if self.relayed_addrs.contains(&c.local.addr) {
                         Path::Relay
+                    } else {
+                        Path::Direct
                     }
                 });
                 self.events.push_back(SessionEvent::Link(LinkStats {

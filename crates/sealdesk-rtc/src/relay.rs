@@ -81,6 +81,9 @@ pub(crate) struct TurnLink {
     state: RelayState,
     /// Peer IPs a permission was asked for.
     asked: HashSet<IpAddr>,
+    /// The XOR-MAPPED-ADDRESS of the latest Allocate success response seen (not yet
+    /// authenticated: it counts only once the client accepts the allocation).
+    mapped: Option<SocketAddr>,
 }
 
 /// Something the session must do because of the TURN link.
@@ -89,6 +92,8 @@ pub(crate) enum LinkOutput {
     Transmit(SocketAddr, Vec<u8>),
     /// The allocation is ready at this relayed address: add it as a candidate.
     Allocated(SocketAddr),
+    /// Our address as the relay saw it (server-reflexive): a candidate behind a NAT.
+    Reflexive(SocketAddr),
 }
 
 impl TurnLink {
@@ -114,6 +119,7 @@ impl TurnLink {
             base: now,
             state: RelayState::Allocating,
             asked: HashSet::new(),
+            mapped: None,
         }
     }
 
@@ -173,6 +179,11 @@ impl TurnLink {
             match e {
                 TurnEvent::AllocationCreated(TransportType::Udp, relayed) => {
                     self.state = RelayState::Allocated(relayed);
+                    // The client verified the response's integrity before this event; the
+                    // mapped address came in that same response.
+                    if let Some(mapped) = self.mapped.take() {
+                        out.push(LinkOutput::Reflexive(mapped));
+                    }
                     out.push(LinkOutput::Allocated(relayed));
                 }
                 TurnEvent::AllocationCreateFailed(_) => self.state = RelayState::Failed,
@@ -194,6 +205,11 @@ impl TurnLink {
             self.server,
             self.local,
         );
+        if self.state == RelayState::Allocating {
+            if let Some(mapped) = allocate_mapped_address(data) {
+                self.mapped = Some(mapped);
+            }
+        }
         let mut got = Vec::new();
         if let TurnRecvRet::PeerData(d) = self.client.recv(tx, t) {
             got.push((d.peer, d.data().to_vec()));
@@ -246,6 +262,19 @@ impl TurnLink {
             }
         }
     }
+}
+
+/// The XOR-MAPPED-ADDRESS of an Allocate success response (RFC 8656 §7.3: our address as
+/// the relay saw it), if `data` is one.
+fn allocate_mapped_address(data: &[u8]) -> Option<SocketAddr> {
+    use turn_types::stun::attribute::XorMappedAddress;
+    use turn_types::stun::message::{Message, MessageClass};
+    let msg = Message::from_bytes(data).ok()?;
+    if msg.method() != turn_types::message::ALLOCATE || !msg.has_class(MessageClass::Success) {
+        return None;
+    }
+    let mapped = msg.attribute::<XorMappedAddress>().ok()?;
+    Some(mapped.addr(msg.transaction_id()))
 }
 
 #[cfg(test)]

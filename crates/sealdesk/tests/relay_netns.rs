@@ -39,6 +39,8 @@ struct Lab {
     host: String,
     viewer: String,
     relay: String,
+    /// The NAT routers' namespaces ([`Lab::behind_nats`]).
+    nats: Vec<String>,
 }
 
 fn ip(args: &[&str]) {
@@ -65,6 +67,7 @@ impl Lab {
             host: format!("{p}h"),
             viewer: format!("{p}v"),
             relay: format!("{p}r"),
+            nats: Vec::new(),
         };
         for ns in [&lab.host, &lab.viewer, &lab.relay] {
             ip(&["netns", "add", ns]);
@@ -128,6 +131,124 @@ impl Lab {
         lab
     }
 
+    /// Host and viewer each behind their own NAT router (nftables masquerade), on private
+    /// networks 192.168.1.0/24 and 192.168.2.0/24 that nothing outside routes to. The relay's
+    /// namespace is "the internet" here: it forwards between the NATs' public sides
+    /// (10.88.1.2 and 10.88.2.2) and holds the server on 10.77.0.1.
+    fn behind_nats() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = format!(
+            "sn{}x{}",
+            std::process::id() % 100_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Self {
+            host: format!("{p}h"),
+            viewer: format!("{p}v"),
+            relay: format!("{p}r"),
+            nats: vec![format!("{p}nh"), format!("{p}nv")],
+        };
+        for ns in [&lab.host, &lab.viewer, &lab.relay]
+            .into_iter()
+            .chain(&lab.nats)
+        {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let veth = |a_ns: &str, a: &str, a_ip: &str, b_ns: &str, b: &str, b_ip: &str| {
+            ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+            for (ns, dev, addr) in [(a_ns, a, a_ip), (b_ns, b, b_ip)] {
+                ip(&["link", "set", dev, "netns", ns]);
+                ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
+                ip(&["-n", ns, "link", "set", dev, "up"]);
+            }
+        };
+        for (i, (inside, nat)) in [(&lab.host, &lab.nats[0]), (&lab.viewer, &lab.nats[1])]
+            .into_iter()
+            .enumerate()
+        {
+            let n = i + 1;
+            let (lan, wan) = (format!("{p}l{n}"), format!("{p}w{n}"));
+            veth(
+                inside,
+                &format!("{p}i{n}"),
+                &format!("192.168.{n}.2/24"),
+                nat,
+                &lan,
+                &format!("192.168.{n}.1/24"),
+            );
+            veth(
+                nat,
+                &wan,
+                &format!("10.88.{n}.2/24"),
+                &lab.relay,
+                &format!("{p}u{n}"),
+                &format!("10.88.{n}.1/24"),
+            );
+            ip(&[
+                "-n",
+                inside,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("192.168.{n}.1"),
+            ]);
+            ip(&[
+                "-n",
+                nat,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.88.{n}.1"),
+            ]);
+            sysctl(nat, "net.ipv4.ip_forward=1");
+            let nft = |args: &[&str]| {
+                let st = Command::new("ip")
+                    .args(["netns", "exec", nat, "nft"])
+                    .args(args)
+                    .status()
+                    .unwrap_or_else(|e| {
+                        panic!("cannot run nft ({e}): this test needs nftables (scripts/test installs it)")
+                    });
+                assert!(st.success(), "nft {args:?} failed");
+            };
+            nft(&["add", "table", "ip", "nat"]);
+            nft(&["add chain ip nat post { type nat hook postrouting priority 100 ; }"]);
+            nft(&[
+                "add",
+                "rule",
+                "ip",
+                "nat",
+                "post",
+                "oifname",
+                &wan,
+                "masquerade",
+            ]);
+            // Like every home router: nothing from outside may open a connection to the
+            // router itself. (Without it, an unsolicited ICE check from the far side gets a
+            // conntrack entry that collides with this side's own mapping, which masquerade
+            // then moves to another port: hole punching fails.)
+            nft(&["add", "table", "ip", "fw"]);
+            nft(&["add chain ip fw in { type filter hook input priority 0 ; }"]);
+            nft(&[
+                "add", "rule", "ip", "fw", "in", "iifname", &wan, "ct", "state", "new", "drop",
+            ]);
+        }
+        ip(&[
+            "-n",
+            &lab.relay,
+            "addr",
+            "add",
+            &format!("{RELAY_IP}/32"),
+            "dev",
+            "lo",
+        ]);
+        sysctl(&lab.relay, "net.ipv4.ip_forward=1");
+        lab
+    }
+
     /// Whether `ns` has a route to `addr` (`ip route get` fails with "Network is
     /// unreachable" when it has none).
     fn routes(&self, ns: &str, addr: &str) -> bool {
@@ -157,9 +278,20 @@ impl Lab {
     }
 }
 
+fn sysctl(ns: &str, setting: &str) {
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-qw", setting])
+        .status()
+        .unwrap();
+    assert!(st.success(), "sysctl {setting} in {ns}");
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
-        for ns in [&self.host, &self.viewer, &self.relay] {
+        for ns in [&self.host, &self.viewer, &self.relay]
+            .into_iter()
+            .chain(&self.nats)
+        {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
@@ -438,6 +570,41 @@ fn when_the_relay_restarts_mid_session_ice_restarts_through_it_and_when_it_stays
     s.host
         .wait_nth("code: ", 2, WAIT)
         .unwrap_or_else(|| panic!("no new code: {}", s.host.output()));
+}
+
+/// Two NATs, the common case on the internet: neither side can reach the other's own
+/// address, but each learns its public one from the relay (the XOR-MAPPED-ADDRESS of its
+/// allocation) and offers it as a server-reflexive candidate; ICE's checks from both
+/// sides open the two NATs, and the session goes direct — not through the relay. (Without
+/// those candidates the only working pair would be relayed: a relay's permissions are for
+/// the peer's candidate addresses, and the NATs' public ones are not among them.)
+#[test]
+fn behind_two_nats_the_session_goes_direct_through_server_reflexive_candidates() {
+    let lab = Lab::behind_nats();
+    // Nothing outside the NATs routes to the private networks.
+    assert!(!lab.routes(&lab.relay, "192.168.1.2"));
+    assert!(!lab.routes(&lab.relay, "192.168.2.2"));
+    let server_dir = tempfile::tempdir().unwrap();
+    let (_machine, url) = relay_machine(&lab, Relay::Embedded, server_dir.path());
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let mut s = connect_in(
+        (&url, &url),
+        xvfb.display(),
+        "y",
+        (Some(&lab.host), &[]),
+        (Some(&lab.viewer), &[]),
+    );
+    assert_eq!(path_of(&mut s.viewer, 1), "direct", "{}", s.viewer.output());
+    let png = settled_frame(&mut s.viewer);
+    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
+    let (_, _, truth) = screen_rgb(xvfb.display());
+    let db = psnr(&decoded, &truth);
+    assert!(db >= 35.0, "PSNR {db:.1} dB across the NATs");
+    s.viewer.send("type nat");
+    desk.wait_events(WAIT, |_| desk.typed().ends_with("nat"));
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
 }
 
 #[test]

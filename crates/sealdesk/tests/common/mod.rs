@@ -181,7 +181,10 @@ pub(crate) fn sealdesk_in(ns: Option<&str>, data: &Path) -> Command {
     };
     cmd.arg("--data-dir")
         .arg(data)
-        .env("SEALDESK_LOG", "warn")
+        .env(
+            "SEALDESK_LOG",
+            std::env::var("SEALDESK_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env_remove("SEALDESK_SERVER")
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0")
