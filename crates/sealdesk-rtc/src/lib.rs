@@ -115,6 +115,10 @@ pub enum VideoCodec {
     Vp8,
 }
 
+/// Datagrams held while ICE has not validated their source yet (before the session is ready).
+const MAX_EARLY_DATAGRAMS: usize = 16;
+/// How long such a datagram is held.
+const EARLY_DATAGRAM_LIFETIME: Duration = Duration::from_secs(2);
 /// How often str0m reports link statistics ([`SessionEvent::Link`]).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -261,6 +265,8 @@ pub struct Session {
     direct_candidates: bool,
     /// ICE reported the path lost and has not reported it back.
     ice_lost: bool,
+    /// Datagrams that arrived before ICE validated their source ([`MAX_EARLY_DATAGRAMS`]).
+    early: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
     /// The latest time seen (str0m's outputs are drained without one).
     now: Instant,
 }
@@ -363,6 +369,7 @@ impl Session {
             relayed_addrs: Vec::new(),
             direct_candidates: config.host_candidate,
             ice_lost: false,
+            early: VecDeque::new(),
             now,
         };
         s.drain();
@@ -606,8 +613,50 @@ impl Session {
             },
         );
         if self.rtc.accepts(&input) {
+            let stun = data.first().is_some_and(|b| *b < 4); // RFC 7983
             if let Err(e) = self.rtc.handle_input(input) {
                 self.fail(SessionError::Rtc(e.to_string()));
+                return;
+            }
+            // A connectivity check may just have validated a held datagram's source.
+            if stun && !self.early.is_empty() {
+                self.retry_early(now);
+            }
+        } else if self.early.len() < MAX_EARLY_DATAGRAMS && !self.ready {
+            // str0m takes DTLS only from a source an ICE check has validated. With several
+            // candidate pairs the peer's first DTLS flight can beat the check that validates
+            // its path; dropping it costs DTLS's 1 s retransmission timer. Hold a few, briefly.
+            self.early
+                .push_back((now, source, destination, data.to_vec()));
+        }
+    }
+
+    /// Offers held datagrams again; keeps those still refused while they are young.
+    fn retry_early(&mut self, now: Instant) {
+        let held = std::mem::take(&mut self.early);
+        for (at, source, destination, data) in held {
+            if now.saturating_duration_since(at) > EARLY_DATAGRAM_LIFETIME {
+                continue;
+            }
+            let Ok(contents) = data.as_slice().try_into() else {
+                continue;
+            };
+            let input = Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination,
+                    contents,
+                },
+            );
+            if self.rtc.accepts(&input) {
+                if let Err(e) = self.rtc.handle_input(input) {
+                    self.fail(SessionError::Rtc(e.to_string()));
+                    return;
+                }
+            } else {
+                self.early.push_back((at, source, destination, data));
             }
         }
     }

@@ -61,6 +61,9 @@ pub fn parse_turn_url(url: &str) -> Option<(String, u16)> {
     (!host.is_empty() && port != 0).then(|| (host.to_owned(), port))
 }
 
+/// Packets held for peers whose permission is pending.
+const MAX_WAITING: usize = 32;
+
 /// How the allocation is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayState {
@@ -81,6 +84,9 @@ pub(crate) struct TurnLink {
     state: RelayState,
     /// Peer IPs a permission was asked for.
     asked: HashSet<IpAddr>,
+    /// Packets to peers whose permission is still being asked for (sent once it is granted,
+    /// instead of waiting for ICE to retransmit its checks).
+    waiting: Vec<(SocketAddr, Vec<u8>)>,
     /// The XOR-MAPPED-ADDRESS of the latest Allocate success response seen (not yet
     /// authenticated: it counts only once the client accepts the allocation).
     mapped: Option<SocketAddr>,
@@ -119,6 +125,7 @@ impl TurnLink {
             base: now,
             state: RelayState::Allocating,
             asked: HashSet::new(),
+            waiting: Vec::new(),
             mapped: None,
         }
     }
@@ -187,8 +194,22 @@ impl TurnLink {
                     out.push(LinkOutput::Allocated(relayed));
                 }
                 TurnEvent::AllocationCreateFailed(_) => self.state = RelayState::Failed,
+                TurnEvent::PermissionCreated(_, ip) => {
+                    let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+                        .into_iter()
+                        .partition(|(peer, _)| peer.ip() == ip);
+                    self.waiting = rest;
+                    for (peer, data) in ready {
+                        if let Ok(Some(b)) = self.client.send_to(TransportType::Udp, peer, &data, t)
+                        {
+                            let b = b.build();
+                            out.push(LinkOutput::Transmit(b.to, b.data));
+                        }
+                    }
+                }
                 TurnEvent::PermissionCreateFailed(_, ip) => {
                     tracing::debug!(peer = %ip, "the relay refused a permission");
+                    self.waiting.retain(|(peer, _)| peer.ip() != ip);
                 }
                 _ => {}
             }
@@ -250,7 +271,10 @@ impl TurnLink {
             }
             Ok(None) => {}
             Err(_) => {
-                // No permission yet: ask once; ICE retries its checks meanwhile.
+                // No permission yet: ask once, and hold a few packets until it is granted.
+                if self.waiting.len() < MAX_WAITING {
+                    self.waiting.push((peer, data.to_vec()));
+                }
                 if self.asked.insert(peer.ip()) {
                     if let Err(e) = self
                         .client

@@ -39,6 +39,14 @@ pub(crate) struct SessionArgs {
     /// Video codec the host prefers (vp9 or vp8).
     #[arg(long, default_value = "vp9")]
     codec: String,
+    /// Host and viewer offer only relayed candidates: everything goes through the server's
+    /// embedded TURN relay (on loopback, so this measures the relay's own cost: allocation
+    /// before the offer, and forwarding).
+    #[arg(long)]
+    relay_only: bool,
+    /// Host and viewer offer only their own addresses (no relay allocation before the offer).
+    #[arg(long, conflicts_with = "relay_only")]
+    no_relay: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -273,24 +281,31 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
 
-    let mut host = Child::spawn(
-        &[
-            "host",
-            "--server",
-            &url,
-            "--display",
-            xvfb.display(),
-            "--no-qr",
-            "--codec",
-            &args.codec,
-        ],
-        &dir.path().join("host"),
-    )?;
+    // By default both also gather a relayed candidate (as every session does) and ICE picks
+    // the direct path; --relay-only leaves only the relayed one.
+    let path_flag: &[&str] = if args.relay_only {
+        &["--relay-only"]
+    } else if args.no_relay {
+        &["--no-relay"]
+    } else {
+        &[]
+    };
+    let mut host_args = vec![
+        "host",
+        "--server",
+        &url,
+        "--display",
+        xvfb.display(),
+        "--no-qr",
+        "--codec",
+        &args.codec,
+    ];
+    host_args.extend_from_slice(path_flag);
+    let mut host = Child::spawn(&host_args, &dir.path().join("host"))?;
     let code = host.wait("code: ", Duration::from_secs(30)).await?;
-    let mut viewer = Child::spawn(
-        &["connect", &code, "--server", &url, "--headless"],
-        &dir.path().join("viewer"),
-    )?;
+    let mut viewer_args = vec!["connect", &code, "--server", &url, "--headless"];
+    viewer_args.extend_from_slice(path_flag);
+    let mut viewer = Child::spawn(&viewer_args, &dir.path().join("viewer"))?;
     // The bench answers the consent prompt the moment it appears (a person takes longer;
     // that time is theirs, not the system's).
     host.wait("Allow? ", Duration::from_secs(30)).await?;
@@ -311,6 +326,24 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         .and_then(|s| s.trim_end_matches(" ms").parse().ok())
         .context("cannot read the first-frame time")?;
 
+    // The path the viewer reports must be the one asked for.
+    let want = if args.relay_only { "relay" } else { "direct" };
+    let path = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = viewer.wait("stats: ", Duration::from_secs(10)).await?;
+            if let Some(p) = ["relay", "direct"]
+                .into_iter()
+                .find(|p| line.ends_with(&format!("· {p}")))
+            {
+                return anyhow::Ok(p);
+            }
+        }
+    })
+    .await
+    .context("the viewer reported no path")??;
+    if path != want {
+        bail!("the session went {path}, not {want}");
+    }
     // Let the first keyframe's refinements finish, so "idle" is the idle screen.
     tokio::time::sleep(SETTLE).await;
     let mut results = Vec::new();
@@ -367,6 +400,7 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
             .collect();
         let out = serde_json::json!({
             "width": args.width, "height": args.height, "codec": args.codec,
+            "path": if args.relay_only { "relay" } else { "direct" },
             "first_frame_ms": first_ms, "transport_verified_ms": connected_ms,
             "scenarios": scenarios,
         });
@@ -374,10 +408,15 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "sealdesk bench session ({}x{} Xvfb, {}, loopback, host and viewer as separate processes, {} cores)",
+        "sealdesk bench session ({}x{} Xvfb, {}, {}, loopback, host and viewer as separate processes, {} cores)",
         args.width,
         args.height,
         args.codec,
+        if args.relay_only {
+            "through the embedded TURN relay"
+        } else {
+            "direct"
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
