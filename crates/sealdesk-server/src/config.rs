@@ -94,7 +94,8 @@ pub struct RelaySettings {
     /// embedded one.
     pub urls: Vec<String>,
     /// The secret shared with the relays (coturn's `static-auth-secret`), at least 16
-    /// bytes. Default: random at every start (fine for the embedded relay alone).
+    /// bytes. Default: 32 random bytes made on first start and kept in
+    /// `<data dir>/server/relay.secret` (mode 0600), so credentials survive a restart.
     pub secret: Option<String>,
     /// How long an issued credential lives (at most 3600).
     pub ttl_secs: u64,

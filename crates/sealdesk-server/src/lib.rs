@@ -81,6 +81,58 @@ pub enum ServerError {
     /// The relay could not start.
     #[error(transparent)]
     Relay(#[from] relay::RelayError),
+    /// The relay's secret file could not be read or created.
+    #[error("relay secret {path}: {source}")]
+    RelaySecret {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The relay secret kept in the data directory (32 random bytes, mode 0600, created on first
+/// start): credentials issued before a restart still allocate after it, so a session whose
+/// relay restarted can allocate again and go on (DESIGN.md §6).
+fn load_or_create_relay_secret(
+    path: &std::path::Path,
+) -> Result<relay::credentials::RelaySecret, ServerError> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let fail = |source| ServerError::RelaySecret {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::File::open(path) {
+        Ok(file) => {
+            let mut bytes = zeroize::Zeroizing::new(Vec::new());
+            file.take(4096).read_to_end(&mut bytes).map_err(fail)?;
+            relay::credentials::RelaySecret::new(std::mem::take(&mut *bytes)).ok_or_else(|| {
+                fail(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "shorter than 16 bytes (delete it to have a new one made)",
+                ))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = zeroize::Zeroizing::new(vec![0u8; 32]);
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(fail)?;
+            file.write_all(&bytes).map_err(fail)?;
+            file.sync_all().map_err(fail)?;
+            relay::credentials::RelaySecret::new(std::mem::take(&mut *bytes)).ok_or_else(|| {
+                fail(std::io::Error::other(
+                    "a new secret of 32 bytes was refused",
+                ))
+            })
+        }
+        Err(e) => Err(fail(e)),
+    }
 }
 
 /// What the server issues relay credentials for.
@@ -227,7 +279,7 @@ impl Server {
         let secret = match &settings.secret {
             Some(s) => relay::credentials::RelaySecret::new(s.as_bytes().to_vec())
                 .ok_or_else(|| ConfigError::Invalid("relay.secret is too short".into()))?,
-            None => relay::credentials::RelaySecret::random(&mut rand::rngs::OsRng),
+            None => load_or_create_relay_secret(&data_dir.join("server").join("relay.secret"))?,
         };
         let embedded = if settings.enabled {
             let mut rc =

@@ -661,3 +661,70 @@ async fn a_server_without_a_relay_says_so() {
     .unwrap();
     assert_eq!(got, ErrorCode::NoRelay);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_issued_before_a_restart_still_allocates_after_it() {
+    use sealdesk_client::{ClientConfig, SignalClient, SignalEvent};
+    use sealdesk_server::{Server, ServerConfig};
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(dir.path().to_owned()),
+            ..ServerConfig::default()
+        };
+        c.relay.listen = Some("127.0.0.3:0".parse().unwrap());
+        c
+    };
+    let server = Server::bind(config()).await.unwrap();
+    let url = server.url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let key = std::sync::Arc::new(sealdesk_auth::IdentityKey::generate(&mut rand::rngs::OsRng));
+    let mut device = SignalClient::connect(ClientConfig::new(&url), key)
+        .await
+        .unwrap();
+    device.request_relay().await.unwrap();
+    let credential = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(SignalEvent::Relay(c)) = device.next_event().await {
+                return c;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    device.close(Duration::from_secs(1)).await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+
+    // The secret is kept in the data directory, readable by the server's user only.
+    let file = dir.path().join("server").join("relay.secret");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read(&file).unwrap().len(), 32);
+
+    // A new server process on the same data: the old credential allocates on its relay.
+    let server = Server::bind(config()).await.unwrap();
+    let relay = server.relay_addr().unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+    let mut c = Client::new(
+        "127.0.0.1:0",
+        relay,
+        (credential.username.clone(), credential.password.to_string()),
+    )
+    .await;
+    c.allocate().await;
+
+    // A secret file too short to be one is refused with its name, not replaced.
+    std::fs::write(&file, b"short").unwrap();
+    let err = Server::bind(config()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("relay.secret") && err.contains("shorter than 16 bytes"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"short");
+}

@@ -406,7 +406,8 @@ const SECRET: &str = "netns-lab-shared-secret";
 fn relay_machine(lab: &Lab, relay: Relay, dir: &Path) -> (Vec<Proc>, String) {
     let mut procs = Vec::new();
     let mut cmd = sealdesk_in(Some(&lab.relay), dir);
-    cmd.args(["server", "--listen", &format!("{RELAY_IP}:0")]);
+    // A fixed port (the namespace is the lab's own), so a restarted server is where it was.
+    cmd.args(["server", "--listen", &format!("{RELAY_IP}:7000")]);
     if relay == Relay::Coturn {
         procs.push(coturn(lab, dir));
         let config = dir.join("server.toml");
@@ -493,6 +494,54 @@ fn capturing(pid: u32) -> bool {
         .filter_map(Result::ok)
         .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
         .any(|name| name.trim() == "sealdesk-captur")
+}
+
+/// The zero-config case: the embedded relay lives in `sealdesk server`, so a restart takes
+/// signaling and relay down together. The relay's secret is kept in the server's data
+/// directory, so the credentials both sides hold still allocate on the restarted relay; both
+/// reconnect to signaling, and the viewer's ICE restart goes through once they have.
+#[test]
+fn when_the_embedded_relay_restarts_with_its_server_the_session_recovers() {
+    let lab = Lab::new();
+    let server_dir = tempfile::tempdir().unwrap();
+    let (mut machine, url) = relay_machine(&lab, Relay::Embedded, server_dir.path());
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let mut s = connect_in(
+        (&url, &url),
+        xvfb.display(),
+        "y",
+        (Some(&lab.host), &[]),
+        (Some(&lab.viewer), &[]),
+    );
+    assert_eq!(path_of(&mut s.viewer, 1), "relay");
+    settled_frame(&mut s.viewer);
+
+    drop(machine.pop());
+    s.host
+        .wait_nth("the viewer stopped answering: capture paused", 1, WAIT)
+        .unwrap_or_else(|| panic!("host: {}", s.host.output()));
+    let (machine, url_again) = relay_machine(&lab, Relay::Embedded, server_dir.path());
+    assert_eq!(url_again, url);
+    s.viewer
+        .wait_nth("path back", 1, Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("viewer: {}", s.viewer.output()));
+    s.host
+        .wait_nth("the viewer is back: capture resumed", 1, WAIT)
+        .unwrap_or_else(|| panic!("host: {}", s.host.output()));
+    let stats_now = s.viewer.count("stats: ");
+    assert_eq!(path_of(&mut s.viewer, stats_now + 1), "relay");
+    desk.show_text(300, 500, "after the server came back");
+    let png = settled_frame(&mut s.viewer);
+    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
+    let (_, _, truth) = screen_rgb(xvfb.display());
+    let db = psnr(&decoded, &truth);
+    assert!(db >= 35.0, "PSNR {db:.1} dB after the restart");
+    s.viewer.send("type again");
+    desk.wait_events(WAIT, |_| desk.typed().ends_with("again"));
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    drop(machine);
 }
 
 #[test]
