@@ -108,6 +108,9 @@ pub struct RelaySettings {
     /// Peers the embedded relay lets through although they are not public: for tests in
     /// private network namespaces only. Never set this in production.
     pub allow_peers_for_tests: Vec<std::net::IpAddr>,
+    /// The embedded relay also takes TURN over TCP on its port, for networks that block UDP
+    /// (the relayed leg stays UDP).
+    pub tcp: bool,
 }
 
 impl std::fmt::Debug for RelaySettings {
@@ -135,6 +138,7 @@ impl Default for RelaySettings {
             max_allocations: 1000,
             bytes_per_sec: 5_000_000,
             allow_peers_for_tests: Vec::new(),
+            tcp: true,
         }
     }
 }

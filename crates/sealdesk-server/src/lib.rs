@@ -289,6 +289,7 @@ impl Server {
             rc.max_allocations = settings.max_allocations;
             rc.bytes_per_sec = settings.bytes_per_sec;
             rc.allow_peers_for_tests = settings.allow_peers_for_tests.clone();
+            rc.tcp = settings.tcp;
             Some(relay::Relay::bind(rc).await?)
         } else {
             None
@@ -296,6 +297,9 @@ impl Server {
         let mut urls = settings.urls.clone();
         if let (Some(r), true) = (&embedded, urls.is_empty()) {
             urls.push(turn_url(r.local_addr()));
+            if r.serves_tcp() {
+                urls.push(format!("turn:{}?transport=tcp", r.local_addr()));
+            }
         }
         let issuer = (!urls.is_empty()).then(|| RelayIssuer {
             secret,
@@ -342,6 +346,11 @@ impl Server {
     /// Where the embedded relay listens, if it runs.
     pub fn relay_addr(&self) -> Option<SocketAddr> {
         self.relay.as_ref().map(relay::Relay::local_addr)
+    }
+
+    /// Whether the embedded relay also takes TURN over TCP (on the same address and port).
+    pub fn relay_serves_tcp(&self) -> bool {
+        self.relay.as_ref().is_some_and(relay::Relay::serves_tcp)
     }
 
     /// The embedded relay's counters, if it runs.

@@ -613,7 +613,13 @@ async fn a_registered_device_gets_a_credential_that_its_servers_relay_accepts() 
     })
     .await
     .unwrap();
-    assert_eq!(credential.urls, vec![format!("turn:{relay}?transport=udp")]);
+    assert_eq!(
+        credential.urls,
+        vec![
+            format!("turn:{relay}?transport=udp"),
+            format!("turn:{relay}?transport=tcp")
+        ]
+    );
     let number = device.routing_number().get().to_string();
     assert!(credential.username.ends_with(&format!(":{number}")));
     let ttl = credential.expires_at - unix_now();
@@ -727,4 +733,195 @@ async fn a_credential_issued_before_a_restart_still_allocates_after_it() {
         "{err}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"short");
+}
+
+/// A TURN client over TCP (for networks that block UDP): the same sans-IO client on a TCP
+/// stream. turn-client-proto frames ChannelData without the padding TCP requires (RFC 8656
+/// §12.5), so this shell pads what it writes and reads through the relay's own framer,
+/// which drops padding — as a compliant client (a browser) does.
+struct TcpClient {
+    turn: turn_client_proto::tcp::TurnClientTcp,
+    stream: tokio::net::TcpStream,
+    local: SocketAddr,
+    relay: SocketAddr,
+    base: std::time::Instant,
+    events: Vec<TurnEvent>,
+    data: Vec<(SocketAddr, Vec<u8>)>,
+    framer: sealdesk_server::relay::tcp::Framer,
+}
+
+impl TcpClient {
+    async fn new(relay: SocketAddr, (user, pass): (String, String)) -> Self {
+        let stream = tokio::net::TcpStream::connect(relay).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        let mut cfg = TurnConfig::new(TurnCredentials::new(&user, &pass));
+        cfg.set_address_family(AddressFamily::IPV4);
+        cfg.set_anonymous_username(turn_client_proto::stun::auth::Feature::Disabled);
+        Self {
+            turn: turn_client_proto::tcp::TurnClientTcp::allocate(local, relay, cfg),
+            stream,
+            local,
+            relay,
+            base: std::time::Instant::now(),
+            events: Vec::new(),
+            data: Vec::new(),
+            framer: sealdesk_server::relay::tcp::Framer::new(),
+        }
+    }
+
+    fn now(&self) -> turn_types::Instant {
+        turn_types::Instant::from_nanos(self.base.elapsed().as_nanos() as i64)
+    }
+
+    async fn write(&mut self, mut frame: Vec<u8>) {
+        use tokio::io::AsyncWriteExt as _;
+        sealdesk_server::relay::tcp::pad_channel_data(&mut frame);
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    async fn run(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        use tokio::io::AsyncReadExt as _;
+        let end = std::time::Instant::now() + limit;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            while let Some(t) = self.turn.poll_transmit(self.now()) {
+                let frame = t.data.as_ref().to_vec();
+                self.write(frame).await;
+            }
+            while let Some(e) = self.turn.poll_event() {
+                self.events.push(e);
+            }
+            let wake = match self.turn.poll(self.now()) {
+                TurnPollRet::WaitUntil(t) => {
+                    self.base + Duration::from_nanos(t.as_nanos().max(0) as u64)
+                }
+                _ => std::time::Instant::now() + Duration::from_millis(20),
+            }
+            .min(end);
+            if done(self) {
+                return true;
+            }
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            let n = tokio::select! {
+                r = self.stream.read(&mut buf) => r.unwrap(),
+                () = tokio::time::sleep_until(wake.into()) => continue,
+            };
+            assert!(n > 0, "the relay closed the connection");
+            self.framer.push(&buf[..n]);
+            while let Some(frame) = self.framer.next_frame().unwrap() {
+                let t = turn_client_proto::stun::agent::Transmit::new(
+                    &frame[..],
+                    TransportType::Tcp,
+                    self.relay,
+                    self.local,
+                );
+                let now = self.now();
+                if let TurnRecvRet::PeerData(d) = self.turn.recv(t, now) {
+                    self.data.push((d.peer, d.data().to_vec()));
+                }
+                while let Some(d) = self.turn.poll_recv(self.now()) {
+                    self.data.push((d.peer, d.data().to_vec()));
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, to: SocketAddr, data: &[u8]) {
+        let now = self.now();
+        if let Ok(Some(t)) = self.turn.send_to(TransportType::Udp, to, data, now) {
+            let t = t.build();
+            self.write(t.data).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn over_tcp_an_issued_credential_allocates_and_relays_both_ways_with_padded_channels() {
+    tcp_both_ways(start_lab("127.0.0.3:0", 4).await).await;
+}
+
+#[tokio::test]
+async fn coturn_with_the_shipped_config_relays_over_tcp_too() {
+    tcp_both_ways(start_coturn("127.0.0.3", 4).await).await;
+}
+
+async fn tcp_both_ways(lab: Lab) {
+    let mut c = TcpClient::new(lab.relay, credential("123456789", 600)).await;
+    let allocated = |c: &TcpClient| {
+        c.events
+            .iter()
+            .any(|e| matches!(e, TurnEvent::AllocationCreated(..)))
+    };
+    assert!(
+        c.run(Duration::from_secs(5), allocated).await,
+        "{:?}",
+        c.events
+    );
+    let now = c.now();
+    c.turn
+        .create_permission(TransportType::Udp, lab.echo.ip(), now)
+        .unwrap();
+    let permitted = |c: &TcpClient| {
+        c.events
+            .iter()
+            .any(|e| matches!(e, TurnEvent::PermissionCreated(..)))
+    };
+    assert!(
+        c.run(Duration::from_secs(5), permitted).await,
+        "{:?}",
+        c.events
+    );
+    c.send(lab.echo, b"over tcp").await;
+    assert!(c.run(Duration::from_secs(5), |c| !c.data.is_empty()).await);
+    assert_eq!(c.data[0], (lab.echo, b"echo:over tcp".to_vec()));
+    let now = c.now();
+    c.turn
+        .bind_channel(TransportType::Udp, lab.echo, now)
+        .unwrap();
+    let bound = |c: &TcpClient| {
+        c.events
+            .iter()
+            .any(|e| matches!(e, TurnEvent::ChannelCreated(..)))
+    };
+    assert!(c.run(Duration::from_secs(5), bound).await, "{:?}", c.events);
+    // 13 and 18 bytes: both ways the ChannelData needs padding on the stream.
+    c.send(lab.echo, b"via a channel").await;
+    assert!(c.run(Duration::from_secs(5), |c| c.data.len() >= 2).await);
+    assert_eq!(c.data[1].1, b"echo:via a channel");
+    c.send(lab.echo, b"and again").await;
+    assert!(c.run(Duration::from_secs(5), |c| c.data.len() >= 3).await);
+    assert_eq!(c.data[2].1, b"echo:and again");
+    let Some(stats) = lab.stats.as_ref() else {
+        return;
+    };
+    assert_eq!(stats.allocations.load(Ordering::Relaxed), 1);
+
+    // The allocation ends with the connection.
+    drop(c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stats.allocations.load(Ordering::Relaxed) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the allocation outlived its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_tcp_stream_that_is_not_turn_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let lab = start_lab("127.0.0.3:0", 4).await;
+    let mut s = tokio::net::TcpStream::connect(lab.relay).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the relay kept a non-TURN stream open")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the relay answered a non-TURN stream");
 }

@@ -113,7 +113,12 @@ pub(crate) async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> anyhow::
         data.display()
     );
     match server.relay_addr() {
-        Some(a) => println!("sealdesk server: TURN relay on udp {a}"),
+        Some(a) => {
+            println!("sealdesk server: TURN relay on udp {a}");
+            if server.relay_serves_tcp() {
+                println!("sealdesk server: TURN relay also on tcp {a} (for UDP-blocked networks)");
+            }
+        }
         None => println!("sealdesk server: no embedded TURN relay"),
     }
     // Machine-readable: tests and the bench read this line.

@@ -19,6 +19,7 @@
 pub mod credentials;
 pub mod filter;
 pub mod policy;
+pub mod tcp;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use turn_server_proto::api::{
@@ -66,6 +67,11 @@ pub struct RelayConfig {
     /// Peers let through although they are not public — for tests in private network
     /// namespaces only; empty in every release configuration.
     pub allow_peers_for_tests: Vec<IpAddr>,
+    /// Also accept TURN over TCP on the listen address and port (for networks that block
+    /// UDP; the relayed leg stays UDP).
+    pub tcp: bool,
+    /// TCP connections held at most.
+    pub max_tcp_connections: usize,
 }
 
 impl RelayConfig {
@@ -80,6 +86,8 @@ impl RelayConfig {
             max_allocations: 1000,
             bytes_per_sec: 5_000_000,
             allow_peers_for_tests: Vec::new(),
+            tcp: true,
+            max_tcp_connections: 1000,
         }
     }
 }
@@ -126,6 +134,7 @@ pub struct RelayStats {
 #[derive(Debug)]
 pub struct Relay {
     socket: Arc<UdpSocket>,
+    tcp: Option<TcpListener>,
     local: SocketAddr,
     relay_ip: IpAddr,
     config: RelayConfig,
@@ -136,7 +145,21 @@ struct Datagram {
     local: SocketAddr,
     from: SocketAddr,
     data: Vec<u8>,
+    /// From a TCP client (one whole frame).
+    tcp: bool,
 }
+
+/// What reaches the relay task.
+enum Input {
+    Datagram(Datagram),
+    /// A TCP client connected: frames for it go to this writer.
+    TcpOpen(SocketAddr, mpsc::Sender<Vec<u8>>),
+    /// A TCP client's connection ended.
+    TcpClosed(SocketAddr),
+}
+
+/// Frames waiting to be written to one TCP client; more and it is too slow (closed).
+const TCP_WRITE_QUEUE: usize = 256;
 
 /// A byte bucket: `rate` bytes a second, at most a second's worth saved up.
 #[derive(Debug)]
@@ -180,6 +203,8 @@ struct Allocation {
     user: Option<String>,
     out: Bucket,
     inbound: Bucket,
+    /// Allocated by a TCP client (answered by the TCP state machine).
+    tcp: bool,
 }
 
 impl Relay {
@@ -192,18 +217,40 @@ impl Relay {
             }
             None => config.listen.ip(),
         };
-        let socket = UdpSocket::bind(config.listen)
-            .await
-            .map_err(|source| RelayError::Bind {
+        // UDP and TCP on the same port. With port 0 the kernel picks the UDP port, and that
+        // port may be taken on TCP: then pick again.
+        let attempts = if config.listen.port() == 0 { 8 } else { 1 };
+        let mut tries = 0;
+        let (socket, local, tcp) = loop {
+            tries += 1;
+            let socket =
+                UdpSocket::bind(config.listen)
+                    .await
+                    .map_err(|source| RelayError::Bind {
+                        addr: config.listen,
+                        source,
+                    })?;
+            let local = socket.local_addr().map_err(|source| RelayError::Bind {
                 addr: config.listen,
                 source,
             })?;
-        let local = socket.local_addr().map_err(|source| RelayError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+            if !config.tcp {
+                break (socket, local, None);
+            }
+            match TcpListener::bind(local).await {
+                Ok(l) => break (socket, local, Some(l)),
+                Err(source) if tries >= attempts => {
+                    return Err(RelayError::Bind {
+                        addr: local,
+                        source,
+                    })
+                }
+                Err(_) => continue,
+            }
+        };
         Ok(Self {
             socket: Arc::new(socket),
+            tcp,
             local,
             relay_ip,
             config,
@@ -216,6 +263,11 @@ impl Relay {
         self.local
     }
 
+    /// Whether it also takes TURN over TCP on [`Relay::local_addr`].
+    pub fn serves_tcp(&self) -> bool {
+        self.tcp.is_some()
+    }
+
     /// The counters (live while it runs).
     pub fn stats(&self) -> Arc<RelayStats> {
         self.stats.clone()
@@ -223,8 +275,16 @@ impl Relay {
 
     /// Relays until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
-        let (tx, mut rx) = mpsc::channel::<Datagram>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Input>(QUEUE);
         let listen_reader = spawn_reader(self.socket.clone(), self.local, tx.clone());
+        let tcp_acceptor = self
+            .tcp
+            .map(|l| spawn_acceptor(l, self.local, self.config.max_tcp_connections, tx.clone()));
+        let server_tcp = tcp_acceptor.as_ref().map(|_| {
+            let mut s = TurnServer::new(TransportType::Tcp, self.local, REALM.to_owned());
+            s.set_nonce_expiry_duration(Duration::from_secs(600));
+            s
+        });
         let mut own = vec![self.local.ip(), self.relay_ip];
         own.dedup();
         let policy = PeerPolicy {
@@ -236,6 +296,8 @@ impl Relay {
         let mut shell = Shell {
             base: std::time::Instant::now(),
             server,
+            server_tcp,
+            tcp_clients: HashMap::new(),
             gate: Gatekeeper::new(
                 self.config.secret.clone(),
                 REALM,
@@ -256,23 +318,102 @@ impl Relay {
             tokio::select! {
                 () = &mut shutdown => break,
                 d = rx.recv() => match d {
-                    Some(d) => shell.input(d).await,
+                    Some(Input::Datagram(d)) => shell.input(d).await,
+                    Some(Input::TcpOpen(client, writer)) => {
+                        shell.tcp_clients.insert(client, writer);
+                    }
+                    Some(Input::TcpClosed(client)) => shell.tcp_closed(client),
                     None => break,
                 },
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
             }
         }
         listen_reader.abort();
+        if let Some(a) = tcp_acceptor {
+            a.abort();
+        }
         for (_, a) in shell.allocations.drain() {
             a.reader.abort();
         }
     }
 }
 
+/// Accepts TCP clients; each gets a reader (framing, bounded) and a writer task.
+fn spawn_acceptor(
+    listener: TcpListener,
+    local: SocketAddr,
+    max: usize,
+    tx: mpsc::Sender<Input>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let open = Arc::new(AtomicU64::new(0));
+        loop {
+            let Ok((stream, client)) = listener.accept().await else {
+                continue;
+            };
+            if open.load(Ordering::Relaxed) >= max as u64 {
+                continue; // dropped: closes it
+            }
+            let _ = stream.set_nodelay(true);
+            open.fetch_add(1, Ordering::Relaxed);
+            let (mut read, mut write) = stream.into_split();
+            let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(TCP_WRITE_QUEUE);
+            if tx.send(Input::TcpOpen(client, wtx)).await.is_err() {
+                return;
+            }
+            let tx = tx.clone();
+            let open = open.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let writer = tokio::spawn(async move {
+                    while let Some(frame) = wrx.recv().await {
+                        if write.write_all(&frame).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut framer = tcp::Framer::new();
+                let mut buf = vec![0u8; tcp::MAX_FRAME];
+                'read: loop {
+                    let n = match read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    framer.push(buf.get(..n).unwrap_or_default());
+                    loop {
+                        match framer.next_frame() {
+                            Ok(Some(data)) => {
+                                let d = Datagram {
+                                    local,
+                                    from: client,
+                                    data,
+                                    tcp: true,
+                                };
+                                // Waiting here slows the client down (TCP backpressure).
+                                if tx.send(Input::Datagram(d)).await.is_err() {
+                                    break 'read;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::debug!(%client, error = %e, "relay: closing a TCP client");
+                                break 'read;
+                            }
+                        }
+                    }
+                }
+                writer.abort();
+                open.fetch_sub(1, Ordering::Relaxed);
+                let _ = tx.send(Input::TcpClosed(client)).await;
+            });
+        }
+    })
+}
+
 fn spawn_reader(
     socket: Arc<UdpSocket>,
     local: SocketAddr,
-    tx: mpsc::Sender<Datagram>,
+    tx: mpsc::Sender<Input>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -280,7 +421,13 @@ fn spawn_reader(
             match socket.recv_from(&mut buf).await {
                 Ok((n, from)) => {
                     let data = buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default();
-                    match tx.try_send(Datagram { local, from, data }) {
+                    let d = Datagram {
+                        local,
+                        from,
+                        data,
+                        tcp: false,
+                    };
+                    match tx.try_send(Input::Datagram(d)) {
                         Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
                         Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
@@ -301,6 +448,10 @@ fn unix_now() -> u64 {
 struct Shell {
     base: std::time::Instant,
     server: TurnServer,
+    /// The state machine of TCP clients (same address and port, `TransportType::Tcp`).
+    server_tcp: Option<TurnServer>,
+    /// Writers of connected TCP clients.
+    tcp_clients: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     gate: Gatekeeper,
     listen: Arc<UdpSocket>,
     local: SocketAddr,
@@ -308,7 +459,7 @@ struct Shell {
     config: RelayConfig,
     stats: Arc<RelayStats>,
     allocations: HashMap<SocketAddr, Allocation>,
-    tx: mpsc::Sender<Datagram>,
+    tx: mpsc::Sender<Input>,
 }
 
 impl Shell {
@@ -332,18 +483,41 @@ impl Shell {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Runs the state machine until it only waits; returns when to wake.
+    /// Runs the state machines until they only wait; returns when to wake.
     async fn drive(&mut self) -> std::time::Instant {
+        let udp = self.drive_one(false).await;
+        let tcp = self.drive_one(true).await;
+        let wake = match (udp, tcp) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => std::time::Instant::now() + Duration::from_secs(1),
+        };
+        // Never sleep long: the state machines' timers are coarse.
+        wake.min(std::time::Instant::now() + Duration::from_secs(1))
+    }
+
+    fn pick(&mut self, tcp: bool) -> Option<&mut TurnServer> {
+        if tcp {
+            self.server_tcp.as_mut()
+        } else {
+            Some(&mut self.server)
+        }
+    }
+
+    /// Runs the UDP or the TCP state machine until it only waits (`None`: no TCP).
+    async fn drive_one(&mut self, tcp: bool) -> Option<std::time::Instant> {
         loop {
             let now = self.now();
-            match self.server.poll(now) {
+            match self.pick(tcp)?.poll(now) {
                 TurnServerPollRet::WaitUntil(t) => {
-                    while let Some(t) = self.server.poll_transmit(self.now()) {
-                        self.send_out(t).await;
+                    loop {
+                        let now = self.now();
+                        let Some(out) = self.pick(tcp)?.poll_transmit(now) else {
+                            break;
+                        };
+                        self.send_out(out).await;
                     }
-                    let wake = self.to_std(t);
-                    // Never sleep long: the state machine's timers are coarse.
-                    return wake.min(std::time::Instant::now() + Duration::from_secs(1));
+                    return Some(self.to_std(t));
                 }
                 TurnServerPollRet::AllocateSocket {
                     transport,
@@ -353,10 +527,10 @@ impl Shell {
                     family,
                 } => {
                     let result = self
-                        .allocate(client_addr, allocation_transport, family)
+                        .allocate(client_addr, allocation_transport, family, tcp)
                         .await;
                     let now = self.now();
-                    self.server.allocated_socket(
+                    self.pick(tcp)?.allocated_socket(
                         transport,
                         listen_addr,
                         client_addr,
@@ -367,18 +541,45 @@ impl Shell {
                     );
                 }
                 TurnServerPollRet::SocketClose { listen_addr, .. } => {
-                    if let Some(a) = self.allocations.remove(&listen_addr) {
-                        a.reader.abort();
-                        if let Some(u) = &a.user {
-                            self.gate.released(u);
-                        }
-                        self.gate.forget_client(a.client);
-                        self.stats.allocations.fetch_sub(1, Ordering::Relaxed);
-                    }
+                    self.close_allocation(listen_addr);
                 }
                 // TCP allocations (RFC 6062) are refused at allocation time.
                 other => tracing::debug!(event = ?other, "relay: ignored"),
             }
+        }
+    }
+
+    fn close_allocation(&mut self, relayed: SocketAddr) {
+        if let Some(a) = self.allocations.remove(&relayed) {
+            a.reader.abort();
+            if let Some(u) = &a.user {
+                self.gate.released(u);
+            }
+            self.gate.forget_client(a.client);
+            self.stats.allocations.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A TCP client went away: its allocations end with its connection (RFC 8656 §3.1).
+    fn tcp_closed(&mut self, client: SocketAddr) {
+        self.tcp_clients.remove(&client);
+        let gone: Vec<SocketAddr> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| a.tcp && a.client == client)
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in gone {
+            self.close_allocation(addr);
+        }
+    }
+
+    /// Writes a frame to a TCP client (ChannelData padded, as TCP requires); a client whose
+    /// queue is full is too slow and loses the frame, like a UDP client would.
+    fn write_tcp(&self, client: SocketAddr, mut frame: Vec<u8>) {
+        tcp::pad_channel_data(&mut frame);
+        if let Some(w) = self.tcp_clients.get(&client) {
+            let _ = w.try_send(frame);
         }
     }
 
@@ -387,6 +588,7 @@ impl Shell {
         client: SocketAddr,
         transport: TransportType,
         family: AddressFamily,
+        tcp: bool,
     ) -> Result<SocketAddr, SocketAllocateError> {
         if transport != TransportType::Udp {
             return Err(SocketAllocateError::InsufficientCapacity);
@@ -417,6 +619,7 @@ impl Shell {
                 user,
                 out: Bucket::new(self.config.bytes_per_sec, now),
                 inbound: Bucket::new(self.config.bytes_per_sec, now),
+                tcp,
             },
         );
         self.stats.allocations.fetch_add(1, Ordering::Relaxed);
@@ -425,17 +628,26 @@ impl Shell {
     }
 
     async fn input(&mut self, d: Datagram) {
+        let mut tcp = d.tcp;
         if d.local == self.local {
             match self.gate.check(d.from, &d.data, unix_now()) {
                 Verdict::Pass { new_user } => {
                     if let Some((name, password)) = new_user {
+                        // Both state machines: a credential may allocate over either.
+                        if let Some(t) = self.server_tcp.as_mut() {
+                            t.add_user(name.clone(), password.to_string());
+                        }
                         self.server.add_user(name, password.to_string());
                     }
                 }
                 Verdict::Reply(bytes) => {
                     let why = self.gate.take_refusal();
                     self.count(why);
-                    let _ = self.listen.send_to(&bytes, d.from).await;
+                    if d.tcp {
+                        self.write_tcp(d.from, bytes);
+                    } else {
+                        let _ = self.listen.send_to(&bytes, d.from).await;
+                    }
                     return;
                 }
                 Verdict::Drop => {
@@ -454,16 +666,27 @@ impl Shell {
                 self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
                 return;
             }
+            tcp = a.tcp;
         }
-        self.deliver(d.data, d.from, d.local).await;
+        self.deliver(d.data, d.from, d.local, tcp).await;
     }
 
-    /// Hands bytes that arrived at `to` from `from` to the state machine and sends its answer.
-    async fn deliver(&mut self, data: Vec<u8>, from: SocketAddr, to: SocketAddr) {
+    /// Hands bytes that arrived at `to` from `from` to the state machine (`tcp`: the one of
+    /// TCP clients) and sends its answer.
+    async fn deliver(&mut self, data: Vec<u8>, from: SocketAddr, to: SocketAddr, tcp: bool) {
         let now = self.now();
-        let out = self
-            .server
-            .recv(Transmit::new(&data[..], TransportType::Udp, from, to), now)
+        // A client's frame arrives on its transport; a peer's datagram at a relayed address
+        // goes to the state machine that owns the allocation.
+        let transport = if tcp && to == self.local {
+            TransportType::Tcp
+        } else {
+            TransportType::Udp
+        };
+        let Some(server) = self.pick(tcp) else {
+            return;
+        };
+        let out = server
+            .recv(Transmit::new(&data[..], transport, from, to), now)
             .map(|t| t.build());
         if let Some(t) = out {
             self.send_out(t).await;
@@ -472,7 +695,11 @@ impl Shell {
 
     async fn send_out(&mut self, t: Transmit<Vec<u8>>) {
         if t.from == self.local {
-            let _ = self.listen.send_to(&t.data, t.to).await;
+            if t.transport == TransportType::Tcp {
+                self.write_tcp(t.to, t.data);
+            } else {
+                let _ = self.listen.send_to(&t.data, t.to).await;
+            }
             return;
         }
         // From a relayed socket towards a peer: the backstop check, then the limit.
@@ -498,8 +725,8 @@ impl Shell {
             // other services.
             let dest = policy::canonical(t.to.ip());
             let target = SocketAddr::new(dest, t.to.port());
-            if self.allocations.contains_key(&target) {
-                Box::pin(self.deliver(t.data, t.from, target)).await;
+            if let Some(tcp) = self.allocations.get(&target).map(|a| a.tcp) {
+                Box::pin(self.deliver(t.data, t.from, target, tcp)).await;
             } else {
                 self.stats.refused_egress.fetch_add(1, Ordering::Relaxed);
             }
