@@ -37,7 +37,7 @@ use sealdesk_auth::{HandshakeError, IdentityKey};
 use sealdesk_client::trust_store::TrustFiles;
 use sealdesk_client::{RelayCredential, SignalClient, SignalEvent};
 use sealdesk_proto::{Body, RoutingNumber, SessionId};
-use sealdesk_rtc::relay::RelayUse;
+use sealdesk_rtc::relay::{RelayServer, RelayUse};
 use sealdesk_rtc::{driver, Session, SessionConfig, VideoCodec};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -253,6 +253,10 @@ struct Agent {
     quitting: bool,
     /// The latest relay credential the server issued.
     relay: Option<RelayCredential>,
+    /// When to ask for a fresh relay credential.
+    relay_refresh: Option<Instant>,
+    /// How long the latest credential lived when it came, seconds.
+    relay_life: u64,
     /// The answer to the viewer's ICE restart, being made by the session.
     restart: Option<oneshot::Receiver<Result<String, sealdesk_rtc::SessionError>>>,
 }
@@ -278,6 +282,8 @@ pub async fn serve(
         task: None,
         quitting: false,
         relay: None,
+        relay_refresh: None,
+        relay_life: 0,
         restart: None,
     };
     agent.ask_relay().await;
@@ -330,6 +336,7 @@ impl Agent {
             let consent = &mut self.consent;
             let task = &mut self.task;
             let restart = &mut self.restart;
+            let relay_refresh = self.relay_refresh.map(tokio::time::Instant::from_std);
             tokio::select! {
                 ev = self.client.next_event() => match ev {
                     None => return Err(HostError::Signaling("the connection ended".into())),
@@ -346,6 +353,16 @@ impl Agent {
                         }
                     }
                 },
+                () = async {
+                    match relay_refresh {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // Retried in a minute if no credential comes (a new one resets this).
+                    self.relay_refresh = Some(Instant::now() + Duration::from_secs(60));
+                    self.ask_relay().await;
+                }
                 answer = async {
                     match restart.as_mut() {
                         Some(rx) => rx.await,
@@ -487,20 +504,31 @@ impl Agent {
             return None;
         }
         let now = unix_now();
+        // Short-lived credentials (a test's) get a proportionate margin.
+        let margin = RELAY_MARGIN_SECS.min(self.relay_life / 4);
         let fresh = self
             .relay
             .as_ref()
-            .filter(|c| c.expires_at > now + RELAY_MARGIN_SECS)
+            .filter(|c| c.expires_at > now + margin)
             .cloned();
         if fresh.is_none()
             || self
                 .relay
                 .as_ref()
-                .is_some_and(|c| c.expires_at < now + 2 * RELAY_MARGIN_SECS)
+                .is_some_and(|c| c.expires_at < now + 2 * margin)
         {
             self.ask_relay().await;
         }
         fresh
+    }
+
+    /// The current relay credential as a relay to allocate on, if it is still valid.
+    async fn fresh_relay_server(&self) -> Option<RelayServer> {
+        let c = self
+            .relay
+            .as_ref()
+            .filter(|c| c.expires_at > unix_now() + 5)?;
+        sealdesk_rtc::relay::resolve(&c.urls, &c.username, &c.password).await
     }
 
     async fn ask_relay(&self) {
@@ -529,6 +557,11 @@ impl Agent {
                 Ok(())
             }
             SignalEvent::Relay(c) => {
+                // Ask again at half its life, so a valid one is always at hand (an idle
+                // host's first session, and restarts, need one at once).
+                let life = c.expires_at.saturating_sub(unix_now());
+                self.relay_refresh = Some(Instant::now() + Duration::from_secs((life / 2).max(1)));
+                self.relay_life = life;
                 self.relay = Some(c);
                 Ok(())
             }
@@ -641,12 +674,17 @@ impl Agent {
                     Ok(m) if m.kind == SealedKind::Offer => {
                         // An ICE restart: the sealed channel checked its fingerprint and setup.
                         match String::from_utf8(m.body) {
-                            Ok(offer) => match control.restart(offer) {
-                                Some(rx) => self.restart = Some(rx),
-                                None => {
-                                    tracing::debug!("an ICE restart while one is queued: dropped")
+                            Ok(offer) => {
+                                // Allocate anew with a current credential: the session's own
+                                // may have expired, and the relay refuses expired ones.
+                                let fresh = self.fresh_relay_server().await;
+                                match control.restart(offer, fresh) {
+                                    Some(rx) => self.restart = Some(rx),
+                                    None => tracing::debug!(
+                                        "an ICE restart while one is queued: dropped"
+                                    ),
                                 }
-                            },
+                            }
                             Err(_) => tracing::debug!("a restart offer that is not UTF-8"),
                         }
                     }

@@ -25,6 +25,7 @@ use sealdesk_auth::trust::Permissions;
 use sealdesk_media::Codec;
 use sealdesk_proto::control::{caps, ControlMessage, EndReason, CONTROL_VERSION};
 use sealdesk_rtc::driver::{self, DriverHandle};
+use sealdesk_rtc::relay::RelayServer;
 use sealdesk_rtc::{Path, Session, SessionError, SessionEvent, VideoCodec};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -180,7 +181,11 @@ pub struct SessionSummary {
 }
 
 /// An ICE restart offer from the viewer (opened and checked) and where its answer goes.
-type RestartRequest = (String, oneshot::Sender<Result<String, SessionError>>);
+type RestartRequest = (
+    String,
+    Option<RelayServer>,
+    oneshot::Sender<Result<String, SessionError>>,
+);
 
 /// The host's handle on a running session: its user ends it; the signaling side hands it
 /// the viewer's ICE restart offers.
@@ -219,12 +224,15 @@ impl SessionControl {
     /// Hands the session the viewer's ICE restart offer (opened and checked by the sealed
     /// channel); the answer — made once the relay, if any, is allocated anew — arrives on
     /// the returned receiver. `None` if the session has ended or already has restarts queued.
+    /// `fresh` is a current relay credential to allocate with (the session's own may have
+    /// expired).
     pub fn restart(
         &self,
         offer: String,
+        fresh: Option<RelayServer>,
     ) -> Option<oneshot::Receiver<Result<String, SessionError>>> {
         let (tx, rx) = oneshot::channel();
-        self.restarts.try_send((offer, tx)).ok().map(|()| rx)
+        self.restarts.try_send((offer, fresh, tx)).ok().map(|()| rx)
     }
 }
 
@@ -352,13 +360,13 @@ impl Running {
                         return SessionEnd::HostEnded;
                     }
                 }
-                Some((offer, reply)) = inbox.restarts.recv() => {
+                Some((offer, fresh, reply)) = inbox.restarts.recv() => {
                     // Answered by the driver once the relay is allocated anew; the session
                     // goes on meanwhile (capture stays paused while the viewer is silent).
                     notes(SessionNote::Restarting);
                     let handle = self.handle.clone();
                     tokio::spawn(async move {
-                        let _ = reply.send(handle.answer_restart(offer).await);
+                        let _ = reply.send(handle.answer_restart(offer, fresh).await);
                     });
                 }
                 text = async {

@@ -14,6 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::relay::RelayServer;
 use crate::{Session, SessionError, SessionEvent, VideoCodec};
 
 /// Commands queued to the driver task.
@@ -36,10 +37,18 @@ enum Command {
         frame: Vec<u8>,
     },
     RequestKeyframe,
-    /// Viewer: renew the relay, then make an ICE restart offer.
-    RestartOffer(oneshot::Sender<Result<String, SessionError>>),
+    /// Viewer: renew the relay (with a fresh credential, if given), then make an ICE
+    /// restart offer.
+    RestartOffer(
+        Option<RelayServer>,
+        oneshot::Sender<Result<String, SessionError>>,
+    ),
     /// Host: renew the relay, then answer the viewer's restart offer.
-    AnswerRestart(String, oneshot::Sender<Result<String, SessionError>>),
+    AnswerRestart(
+        String,
+        Option<RelayServer>,
+        oneshot::Sender<Result<String, SessionError>>,
+    ),
     /// Viewer: apply the host's answer to the restart.
     ApplyAnswer(String, oneshot::Sender<Result<(), SessionError>>),
     Close,
@@ -77,7 +86,7 @@ impl std::fmt::Debug for Command {
             Command::ControlBytes(_) => "ControlBytes",
             Command::Video { .. } => "Video",
             Command::RequestKeyframe => "RequestKeyframe",
-            Command::RestartOffer(_) => "RestartOffer",
+            Command::RestartOffer(..) => "RestartOffer",
             Command::AnswerRestart(..) => "AnswerRestart",
             Command::ApplyAnswer(..) => "ApplyAnswer",
             Command::Close => "Close",
@@ -135,11 +144,12 @@ impl DriverHandle {
     }
 
     /// Viewer: an ICE restart offer, made once the relay (if any) has been allocated anew
-    /// (at most [`GATHER_TIMEOUT`]). Seal it and send it to the host.
-    pub async fn restart_offer(&self) -> Result<String, SessionError> {
+    /// (at most [`GATHER_TIMEOUT`]) — with `fresh`, a new credential, when given. Seal it and
+    /// send it to the host.
+    pub async fn restart_offer(&self, fresh: Option<RelayServer>) -> Result<String, SessionError> {
         let (tx, rx) = oneshot::channel();
         self.cmds
-            .send(Command::RestartOffer(tx))
+            .send(Command::RestartOffer(fresh, tx))
             .await
             .map_err(|_| SessionError::State("the session has ended"))?;
         rx.await
@@ -148,10 +158,14 @@ impl DriverHandle {
 
     /// Host: the answer to the viewer's ICE restart offer (already opened and checked by
     /// the sealed channel), made once the relay (if any) has been allocated anew.
-    pub async fn answer_restart(&self, offer: String) -> Result<String, SessionError> {
+    pub async fn answer_restart(
+        &self,
+        offer: String,
+        fresh: Option<RelayServer>,
+    ) -> Result<String, SessionError> {
         let (tx, rx) = oneshot::channel();
         self.cmds
-            .send(Command::AnswerRestart(offer, tx))
+            .send(Command::AnswerRestart(offer, fresh, tx))
             .await
             .map_err(|_| SessionError::State("the session has ended"))?;
         rx.await
@@ -286,17 +300,17 @@ async fn run(
                 Some(Command::RequestKeyframe) => {
                     let _ = session.request_keyframe();
                 }
-                Some(Command::RestartOffer(reply)) => {
+                Some(Command::RestartOffer(fresh, reply)) => {
                     let r = Renegotiation::Offer(reply);
-                    if session.renew_relay(Instant::now()) {
+                    if session.renew_relay(Instant::now(), fresh) {
                         renegotiation = Some((r, Instant::now() + GATHER_TIMEOUT));
                     } else {
                         r.complete(&mut session);
                     }
                 }
-                Some(Command::AnswerRestart(offer, reply)) => {
+                Some(Command::AnswerRestart(offer, fresh, reply)) => {
                     let r = Renegotiation::Answer(offer, reply);
-                    if session.renew_relay(Instant::now()) {
+                    if session.renew_relay(Instant::now(), fresh) {
                         renegotiation = Some((r, Instant::now() + GATHER_TIMEOUT));
                     } else {
                         r.complete(&mut session);

@@ -389,8 +389,13 @@ impl Session {
     /// Before an ICE restart: releases the TURN allocation (if the relay still holds it) and
     /// makes a new one on the same relay with the same credential — a relay that restarted
     /// has forgotten the old one. Its relayed address becomes a candidate once allocated
-    /// ([`Session::relay_state`]); returns `false` if the session has no relay.
-    pub fn renew_relay(&mut self, now: Instant) -> bool {
+    /// ([`Session::relay_state`]); returns `false` if the session has no relay. `fresh`
+    /// replaces the credential (and relay) the session had — credentials expire, and a relay
+    /// refuses every request, refreshes included, once they have.
+    pub fn renew_relay(&mut self, now: Instant, fresh: Option<relay::RelayServer>) -> bool {
+        if let Some(f) = fresh {
+            self.relay_server = Some(f);
+        }
         let Some(server) = self.relay_server.clone() else {
             return false;
         };

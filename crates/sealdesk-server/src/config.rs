@@ -133,7 +133,7 @@ impl Default for RelaySettings {
             relay_ip: None,
             urls: Vec::new(),
             secret: None,
-            ttl_secs: 600,
+            ttl_secs: 3600,
             quota_per_user: 4,
             max_allocations: 1000,
             bytes_per_sec: 5_000_000,

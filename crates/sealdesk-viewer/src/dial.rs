@@ -145,6 +145,9 @@ pub struct Transport {
     /// How to renegotiate ICE with the host when the path is lost (set by the caller once
     /// dialing is done: it owns the signaling connection then).
     pub restarter: Option<crate::restart::Restarter>,
+    /// When the relay credential the session allocated with expires (Unix seconds): before
+    /// then the viewer re-allocates with a fresh one (relays refuse refreshes after it).
+    pub relay_expires_at: Option<u64>,
 }
 
 /// A host and the session id this viewer chose.
@@ -440,6 +443,7 @@ pub async fn dial(
             socket,
             started,
             restarter: None,
+            relay_expires_at: credential.as_ref().map(|c| c.expires_at),
         },
     })
 }

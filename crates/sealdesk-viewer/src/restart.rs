@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sealdesk_auth::messages::TAG_SEALED;
 use sealdesk_auth::sealed::{SealError, SealedKind, SealedSignaling};
 use sealdesk_client::{SignalClient, SignalEvent};
+use sealdesk_rtc::relay::RelayServer;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -16,6 +17,8 @@ use crate::dial::Peer;
 
 /// How long the host may take to answer a restart offer (it allocates on its relay first).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long the signaling server may take to issue a fresh relay credential.
+pub const RELAY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The signaling side of a running session.
 #[derive(Debug)]
@@ -28,7 +31,12 @@ pub struct Signaling {
     pub host: Peer,
 }
 
-type Request = (String, oneshot::Sender<Result<String, String>>);
+enum Request {
+    /// Seal an offer, wait for the answer.
+    Exchange(String, oneshot::Sender<Result<String, String>>),
+    /// Fetch a fresh relay credential.
+    Relay(oneshot::Sender<Option<(RelayServer, u64)>>),
+}
 
 /// Asks the host to restart ICE ([`Restarter::ask`]); cheap to clone.
 #[derive(Debug, Clone)]
@@ -44,12 +52,20 @@ impl Restarter {
         (Self { tx }, tokio::spawn(serve(signaling, rx)))
     }
 
+    /// A fresh relay credential from the signaling server, as a relay to allocate on, and
+    /// when it expires (Unix seconds); `None` if there is none (no relay, or no answer).
+    pub async fn fresh_relay(&self) -> Option<(RelayServer, u64)> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request::Relay(reply)).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
     /// Seals `offer` to the host and waits for its answer (opened and checked), or says why
     /// there is none.
     pub async fn ask(&self, offer: String) -> Result<String, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send((offer, reply))
+            .send(Request::Exchange(offer, reply))
             .await
             .map_err(|_| "the signaling task has ended".to_owned())?;
         rx.await
@@ -63,9 +79,18 @@ async fn serve(mut s: Signaling, mut requests: mpsc::Receiver<Request>) -> Signa
         tokio::select! {
             req = requests.recv() => match req {
                 None => return s,
-                Some((offer, reply)) => {
+                Some(Request::Exchange(offer, reply)) => {
                     let answer = exchange(&mut s, &offer).await;
                     let _ = reply.send(answer);
+                }
+                Some(Request::Relay(reply)) => {
+                    let fresh = match crate::dial::fetch_relay(&mut s.client, RELAY_TIMEOUT).await {
+                        Some(c) => sealdesk_rtc::relay::resolve(&c.urls, &c.username, &c.password)
+                            .await
+                            .map(|r| (r, c.expires_at)),
+                        None => None,
+                    };
+                    let _ = reply.send(fresh);
                 }
             },
             // Between restarts, what arrives is read and dropped (nothing else is expected).

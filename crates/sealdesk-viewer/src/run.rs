@@ -141,6 +141,12 @@ pub enum ViewerNote {
     },
     /// A restart attempt could not be made (why, in words); another follows.
     RestartFailed(String),
+    /// The relay credential nears its end: re-allocating with a fresh one and restarting
+    /// ICE onto it (relays refuse refreshes once a credential has expired).
+    RenewingRelay {
+        /// Seconds the current credential has left.
+        expires_in: u64,
+    },
     /// ICE has a path again.
     PathBack,
 }
@@ -251,6 +257,7 @@ pub async fn run(
 ) -> ViewerSummary {
     let started = transport.started;
     let restarter = transport.restarter;
+    let relay_expires = transport.relay_expires_at;
     let (handle, mut events, task) = driver::spawn(transport.rtc, transport.socket);
     let counters = Arc::new(DecodeCounters::default());
     let (decode_tx, decode_rx) = sync_channel::<Packet>(DECODE_QUEUE);
@@ -287,6 +294,9 @@ pub async fn run(
         next_restart: None,
         restart_task: None,
         restarts: 0,
+        relay_expires,
+        relay_life: relay_expires.map_or(0, |e| e.saturating_sub(unix_now())),
+        next_renew: None,
     };
     let end = match decoder {
         Err(e) => ViewerEnd::Decoder(format!("cannot start the decoder thread: {e}")),
@@ -324,10 +334,16 @@ struct Viewer {
     lost_since: Option<Instant>,
     /// When the next restart attempt is due.
     next_restart: Option<Instant>,
-    /// The attempt in flight.
-    restart_task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    /// The attempt in flight; it returns the new credential's expiry, if it got one.
+    restart_task: Option<tokio::task::JoinHandle<Result<Option<u64>, String>>>,
     /// Attempts made in this session.
     restarts: u32,
+    /// When the relay credential in use expires (Unix seconds).
+    relay_expires: Option<u64>,
+    /// How long it lived when it came, seconds.
+    relay_life: u64,
+    /// No renewal attempt before this (after one failed).
+    next_renew: Option<Instant>,
 }
 
 impl Viewer {
@@ -415,34 +431,59 @@ impl Viewer {
             }
             if let Some(t) = self.restart_task.take() {
                 // A finished task's result is ready: this does not wait.
-                if let Some(Ok(Err(e))) = t.now_or_never() {
-                    notes(ViewerNote::RestartFailed(e));
+                match t.now_or_never() {
+                    Some(Ok(Ok(Some(expires)))) => {
+                        self.relay_expires = Some(expires);
+                        self.relay_life = expires.saturating_sub(unix_now());
+                    }
+                    Some(Ok(Err(e))) => notes(ViewerNote::RestartFailed(e)),
+                    _ => {}
                 }
             }
         }
-        let (Some(due), Some(restarter)) = (self.next_restart, self.restarter.as_ref()) else {
+        let Some(restarter) = self.restarter.as_ref() else {
             return;
         };
-        if self.lost_since.is_none() || Instant::now() < due {
+        let now = Instant::now();
+        let lost_due = self.lost_since.is_some() && self.next_restart.is_some_and(|due| now >= due);
+        // Through the relay, the allocation lives only as long as its credential: renew it
+        // before then (a margin of a quarter of its life, at most two minutes).
+        let margin = 120.min(self.relay_life / 4);
+        let left = self.relay_expires.map(|e| e.saturating_sub(unix_now()));
+        let renew_due = self.path == Some(Path::Relay)
+            && left.is_some_and(|l| l <= margin)
+            && self.next_renew.is_none_or(|t| now >= t);
+        if !lost_due && !renew_due {
             return;
         }
-        self.restarts += 1;
-        self.next_restart = Some(Instant::now() + RESTART_EVERY);
-        notes(ViewerNote::Restarting {
-            attempt: self.restarts,
-        });
+        if lost_due {
+            self.restarts += 1;
+            self.next_restart = Some(now + RESTART_EVERY);
+            notes(ViewerNote::Restarting {
+                attempt: self.restarts,
+            });
+        } else {
+            self.next_renew = Some(now + RESTART_EVERY);
+            notes(ViewerNote::RenewingRelay {
+                expires_in: left.unwrap_or(0),
+            });
+        }
         let handle = self.handle.clone();
         let restarter = restarter.clone();
         self.restart_task = Some(tokio::spawn(async move {
+            // A fresh credential when the server gives one (the old one may have expired).
+            let fresh = restarter.fresh_relay().await;
+            let expires = fresh.as_ref().map(|(_, e)| *e);
             let offer = handle
-                .restart_offer()
+                .restart_offer(fresh.map(|(r, _)| r))
                 .await
                 .map_err(|e| format!("no restart offer: {e}"))?;
             let answer = restarter.ask(offer).await?;
             handle
                 .apply_answer(answer)
                 .await
-                .map_err(|e| format!("the host's restart answer did not apply: {e}"))
+                .map_err(|e| format!("the host's restart answer did not apply: {e}"))?;
+            Ok(expires)
         }));
     }
 
@@ -773,4 +814,10 @@ pub fn is_keyframe(codec: Codec, data: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

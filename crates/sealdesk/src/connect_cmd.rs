@@ -245,6 +245,9 @@ fn print_note(note: &ViewerNote, headless: bool) {
             println!("path lost: restarting ICE (attempt {attempt})")
         }
         ViewerNote::RestartFailed(why) => println!("ICE restart failed: {why}"),
+        ViewerNote::RenewingRelay { expires_in } => {
+            println!("relay credential expires in {expires_in} s: re-allocating with a fresh one")
+        }
         ViewerNote::PathBack => println!("path back"),
         _ => {}
     }

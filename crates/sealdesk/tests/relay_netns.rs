@@ -404,6 +404,16 @@ const SECRET: &str = "netns-lab-shared-secret";
 /// The relay's machine: `sealdesk server` (signaling on 10.77.0.1, and the embedded
 /// relay on 10.77.0.1:3478 or coturn there instead). Returns the processes and the URL.
 fn relay_machine(lab: &Lab, relay: Relay, dir: &Path) -> (Vec<Proc>, String) {
+    relay_machine_with(lab, relay, dir, "")
+}
+
+/// [`relay_machine`] with more `[relay]` settings for the server (coturn only).
+fn relay_machine_with(
+    lab: &Lab,
+    relay: Relay,
+    dir: &Path,
+    relay_toml: &str,
+) -> (Vec<Proc>, String) {
     let mut procs = Vec::new();
     let mut cmd = sealdesk_in(Some(&lab.relay), dir);
     // A fixed port (the namespace is the lab's own), so a restarted server is where it was.
@@ -415,7 +425,7 @@ fn relay_machine(lab: &Lab, relay: Relay, dir: &Path) -> (Vec<Proc>, String) {
             &config,
             format!(
                 "[relay]\nenabled = false\nurls = [\"turn:{RELAY_IP}:3478?transport=udp\"]\n\
-                 secret = \"{SECRET}\"\n"
+                 secret = \"{SECRET}\"\n{relay_toml}"
             ),
         )
         .unwrap();
@@ -448,15 +458,24 @@ fn coturn(lab: &Lab, dir: &Path) -> Proc {
         "/../../deploy/coturn/turnserver.conf"
     );
     let mut turn = Command::new("ip");
-    turn.args(["netns", "exec", &lab.relay, "turnserver", "-c", conf])
-        .arg(format!("--listening-ip={RELAY_IP}"))
-        .arg(format!("--relay-ip={RELAY_IP}"))
-        .arg(format!("--static-auth-secret={SECRET}"))
-        // The lab's relay address is private (10/8), which the shipped config denies; a
-        // real deployment's is public. Both peers relay through it, so let it through.
-        .arg(format!("--allowed-peer-ip={RELAY_IP}"))
-        .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
-        .arg(format!("--log-file={}", log.display()));
+    // Verbose: the log then names each allocation's username (a test reads them).
+    turn.args([
+        "netns",
+        "exec",
+        &lab.relay,
+        "turnserver",
+        "-c",
+        conf,
+        "--verbose",
+    ])
+    .arg(format!("--listening-ip={RELAY_IP}"))
+    .arg(format!("--relay-ip={RELAY_IP}"))
+    .arg(format!("--static-auth-secret={SECRET}"))
+    // The lab's relay address is private (10/8), which the shipped config denies; a
+    // real deployment's is public. Both peers relay through it, so let it through.
+    .arg(format!("--allowed-peer-ip={RELAY_IP}"))
+    .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
+    .arg(format!("--log-file={}", log.display()));
     let mut proc = Proc::spawn(turn);
     let deadline = std::time::Instant::now() + WAIT;
     let new_log = || {
@@ -542,6 +561,66 @@ fn when_the_embedded_relay_restarts_with_its_server_the_session_recovers() {
     s.viewer.send("end");
     assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
     drop(machine);
+}
+
+/// TURN credentials expire, and relays refuse every request made with an expired one —
+/// the refreshes that keep an allocation and its permissions alive included — so a session
+/// through the relay must re-allocate with a fresh credential before the one it holds
+/// expires. Here credentials live 20 s: the session must allocate on coturn with new ones in
+/// time (coturn's log names the usernames, which carry their expiry) and still work after
+/// the first ones expired.
+#[test]
+fn a_session_through_the_relay_outlives_its_credentials() {
+    let lab = Lab::new();
+    let server_dir = tempfile::tempdir().unwrap();
+    let (_machine, url) =
+        relay_machine_with(&lab, Relay::Coturn, server_dir.path(), "ttl_secs = 20\n");
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let started = std::time::Instant::now();
+    let mut s = connect_in(
+        (&url, &url),
+        xvfb.display(),
+        "y",
+        (Some(&lab.host), &[]),
+        (Some(&lab.viewer), &[]),
+    );
+    assert_eq!(path_of(&mut s.viewer, 1), "relay");
+    settled_frame(&mut s.viewer);
+    s.viewer
+        .wait_nth("relay credential expires in ", 1, Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("viewer: {}", s.viewer.output()));
+    // Past the first credentials' expiry (they were issued before `started`).
+    std::thread::sleep(Duration::from_secs(26).saturating_sub(started.elapsed()));
+    let stats_now = s.viewer.count("stats: ");
+    assert_eq!(path_of(&mut s.viewer, stats_now + 1), "relay");
+    desk.show_text(300, 500, "after the credentials expired");
+    let png = settled_frame(&mut s.viewer);
+    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
+    let (_, _, truth) = screen_rgb(xvfb.display());
+    let db = psnr(&decoded, &truth);
+    assert!(db >= 35.0, "PSNR {db:.1} dB after the renewal");
+    s.viewer.send("type later");
+    desk.wait_events(WAIT, |_| desk.typed().ends_with("later"));
+    let log = std::fs::read_to_string(server_dir.path().join("turn.log")).unwrap();
+    let mut users: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ALLOCATE processed, success"))
+        .filter_map(|l| l.split("user <").nth(1)?.split('>').next())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    // Host and viewer allocated with their first credentials, then with fresh ones.
+    assert!(
+        users.len() >= 4,
+        "allocations by {users:?}: {}",
+        log.lines()
+            .filter(|l| l.contains("ALLOCATE"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
 }
 
 #[test]
