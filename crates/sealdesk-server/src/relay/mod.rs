@@ -313,12 +313,20 @@ impl Relay {
             tx,
         };
         tokio::pin!(shutdown);
+        // The state machines are polled after what can change their timers or queue output
+        // (STUN requests, timeouts); relayed data is answered by `recv` itself, so the hot
+        // path — ChannelData and peer datagrams — skips the poll.
+        let mut wake = std::time::Instant::now();
+        let mut need_drive = true;
         loop {
-            let wake = shell.drive().await;
+            if need_drive || std::time::Instant::now() >= wake {
+                wake = shell.drive().await;
+                need_drive = false;
+            }
             tokio::select! {
                 () = &mut shutdown => break,
                 d = rx.recv() => match d {
-                    Some(Input::Datagram(d)) => shell.input(d).await,
+                    Some(Input::Datagram(d)) => need_drive = shell.input(d).await,
                     Some(Input::TcpOpen(client, writer)) => {
                         shell.tcp_clients.insert(client, writer);
                     }
@@ -627,8 +635,11 @@ impl Shell {
         Ok(addr)
     }
 
-    async fn input(&mut self, d: Datagram) {
+    /// Handles one input; returns whether the state machines must be polled now.
+    async fn input(&mut self, d: Datagram) -> bool {
         let mut tcp = d.tcp;
+        // A STUN message from a client (not ChannelData) may start timers or allocations.
+        let stun = d.local == self.local && d.data.first().is_some_and(|b| *b < 4);
         if d.local == self.local {
             match self.gate.check(d.from, &d.data, unix_now()) {
                 Verdict::Pass { new_user } => {
@@ -648,32 +659,39 @@ impl Shell {
                     } else {
                         let _ = self.listen.send_to(&bytes, d.from).await;
                     }
-                    return;
+                    return false;
                 }
                 Verdict::Drop => {
                     let why = self.gate.take_refusal();
                     self.count(why);
-                    return;
+                    return false;
                 }
             }
         } else {
             // From a peer, into a relayed socket.
             let now = std::time::Instant::now();
             let Some(a) = self.allocations.get_mut(&d.local) else {
-                return;
+                return false;
             };
             if !a.inbound.take(d.data.len(), now) {
                 self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
-                return;
+                return false;
             }
             tcp = a.tcp;
         }
-        self.deliver(d.data, d.from, d.local, tcp).await;
+        let answered = self.deliver(d.data, d.from, d.local, tcp).await;
+        stun || !answered
     }
 
     /// Hands bytes that arrived at `to` from `from` to the state machine (`tcp`: the one of
-    /// TCP clients) and sends its answer.
-    async fn deliver(&mut self, data: Vec<u8>, from: SocketAddr, to: SocketAddr, tcp: bool) {
+    /// TCP clients) and sends its answer; returns whether there was one.
+    async fn deliver(
+        &mut self,
+        data: Vec<u8>,
+        from: SocketAddr,
+        to: SocketAddr,
+        tcp: bool,
+    ) -> bool {
         let now = self.now();
         // A client's frame arrives on its transport; a peer's datagram at a relayed address
         // goes to the state machine that owns the allocation.
@@ -683,13 +701,17 @@ impl Shell {
             TransportType::Udp
         };
         let Some(server) = self.pick(tcp) else {
-            return;
+            return true;
         };
         let out = server
             .recv(Transmit::new(&data[..], transport, from, to), now)
             .map(|t| t.build());
-        if let Some(t) = out {
-            self.send_out(t).await;
+        match out {
+            Some(t) => {
+                self.send_out(t).await;
+                true
+            }
+            None => false,
         }
     }
 
@@ -726,7 +748,7 @@ impl Shell {
             let dest = policy::canonical(t.to.ip());
             let target = SocketAddr::new(dest, t.to.port());
             if let Some(tcp) = self.allocations.get(&target).map(|a| a.tcp) {
-                Box::pin(self.deliver(t.data, t.from, target, tcp)).await;
+                let _ = Box::pin(self.deliver(t.data, t.from, target, tcp)).await;
             } else {
                 self.stats.refused_egress.fetch_add(1, Ordering::Relaxed);
             }
