@@ -301,6 +301,25 @@ fn codecs_in_sdp(sdp: &str) -> Vec<VideoCodec> {
     .collect()
 }
 
+/// str0m's input for a UDP datagram, if it is one str0m parses (STUN, DTLS, RTP, RTCP).
+fn udp_input<'a>(
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &'a [u8],
+) -> Option<Input<'a>> {
+    let contents = data.try_into().ok()?;
+    Some(Input::Receive(
+        now,
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination,
+            contents,
+        },
+    ))
+}
+
 fn to_fp(f: &str0m::crypto::Fingerprint) -> Option<DtlsFingerprint> {
     if !f.hash_func.eq_ignore_ascii_case("sha-256") {
         return None;
@@ -605,18 +624,9 @@ impl Session {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        let Ok(contents) = data.try_into() else {
+        let Some(input) = udp_input(now, source, destination, data) else {
             return; // not STUN/DTLS/RTP: not for us
         };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
         if self.rtc.accepts(&input) {
             let stun = data.first().is_some_and(|b| *b < 4); // RFC 7983
             if let Err(e) = self.rtc.handle_input(input) {
@@ -643,18 +653,9 @@ impl Session {
             if now.saturating_duration_since(at) > EARLY_DATAGRAM_LIFETIME {
                 continue;
             }
-            let Ok(contents) = data.as_slice().try_into() else {
+            let Some(input) = udp_input(now, source, destination, &data) else {
                 continue;
             };
-            let input = Input::Receive(
-                now,
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination,
-                    contents,
-                },
-            );
             if self.rtc.accepts(&input) {
                 if let Err(e) = self.rtc.handle_input(input) {
                     self.fail(SessionError::Rtc(e.to_string()));

@@ -506,6 +506,15 @@ fn path_of(viewer: &mut Proc, from: usize) -> &'static str {
         .unwrap()
 }
 
+/// The viewer's settled picture matches the screen (PSNR ≥ 35 dB); `when` names the moment.
+fn assert_picture(viewer: &mut Proc, display: &str, when: &str) {
+    let png = settled_frame(viewer);
+    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
+    let (_, _, truth) = screen_rgb(display);
+    let db = psnr(&decoded, &truth);
+    assert!(db >= 35.0, "PSNR {db:.1} dB {when}");
+}
+
 /// Whether process `pid` has a thread named like the host's capture thread.
 fn capturing(pid: u32) -> bool {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -551,11 +560,7 @@ fn when_the_embedded_relay_restarts_with_its_server_the_session_recovers() {
     let stats_now = s.viewer.count("stats: ");
     assert_eq!(path_of(&mut s.viewer, stats_now + 1), "relay");
     desk.show_text(300, 500, "after the server came back");
-    let png = settled_frame(&mut s.viewer);
-    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
-    let (_, _, truth) = screen_rgb(xvfb.display());
-    let db = psnr(&decoded, &truth);
-    assert!(db >= 35.0, "PSNR {db:.1} dB after the restart");
+    assert_picture(&mut s.viewer, xvfb.display(), "after the restart");
     s.viewer.send("type again");
     desk.wait_events(WAIT, |_| desk.typed().ends_with("again"));
     s.viewer.send("end");
@@ -595,11 +600,7 @@ fn a_session_through_the_relay_outlives_its_credentials() {
     let stats_now = s.viewer.count("stats: ");
     assert_eq!(path_of(&mut s.viewer, stats_now + 1), "relay");
     desk.show_text(300, 500, "after the credentials expired");
-    let png = settled_frame(&mut s.viewer);
-    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
-    let (_, _, truth) = screen_rgb(xvfb.display());
-    let db = psnr(&decoded, &truth);
-    assert!(db >= 35.0, "PSNR {db:.1} dB after the renewal");
+    assert_picture(&mut s.viewer, xvfb.display(), "after the renewal");
     s.viewer.send("type later");
     desk.wait_events(WAIT, |_| desk.typed().ends_with("later"));
     let log = std::fs::read_to_string(server_dir.path().join("turn.log")).unwrap();
@@ -670,11 +671,7 @@ fn when_the_relay_restarts_mid_session_ice_restarts_through_it_and_when_it_stays
     let stats_now = s.viewer.count("stats: ");
     assert_eq!(path_of(&mut s.viewer, stats_now + 1), "relay");
     desk.show_text(300, 500, "after the relay came back");
-    let png = settled_frame(&mut s.viewer);
-    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
-    let (_, _, truth) = screen_rgb(xvfb.display());
-    let db = psnr(&decoded, &truth);
-    assert!(db >= 35.0, "PSNR {db:.1} dB after the restart");
+    assert_picture(&mut s.viewer, xvfb.display(), "after the restart");
     s.viewer.send("type back");
     desk.wait_events(WAIT, |_| desk.typed().ends_with("back"));
     assert!(s.host.output().contains("session active"));
@@ -724,11 +721,7 @@ fn behind_two_nats_the_session_goes_direct_through_server_reflexive_candidates()
         (Some(&lab.viewer), &[]),
     );
     assert_eq!(path_of(&mut s.viewer, 1), "direct", "{}", s.viewer.output());
-    let png = settled_frame(&mut s.viewer);
-    let (_, _, decoded) = sealdesk_viewer::headless::read_png_rgb(&png).unwrap();
-    let (_, _, truth) = screen_rgb(xvfb.display());
-    let db = psnr(&decoded, &truth);
-    assert!(db >= 35.0, "PSNR {db:.1} dB across the NATs");
+    assert_picture(&mut s.viewer, xvfb.display(), "across the NATs");
     s.viewer.send("type nat");
     desk.wait_events(WAIT, |_| desk.typed().ends_with("nat"));
     s.viewer.send("end");
