@@ -586,7 +586,6 @@ async fn two_clients_of_one_relay_meet_inside_it_but_its_host_stays_out_of_reach
 /// The signaling server issues credentials to registered devices; they work on its relay.
 #[tokio::test]
 async fn a_registered_device_gets_a_credential_that_its_servers_relay_accepts() {
-    use sealdesk_client::{ClientConfig, SignalClient, SignalEvent};
     use sealdesk_server::{Server, ServerConfig};
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig {
@@ -599,20 +598,7 @@ async fn a_registered_device_gets_a_credential_that_its_servers_relay_accepts() 
     let relay = server.relay_addr().unwrap();
     let url = server.url();
     tokio::spawn(server.run(std::future::pending()));
-    let key = std::sync::Arc::new(sealdesk_auth::IdentityKey::generate(&mut rand::rngs::OsRng));
-    let mut device = SignalClient::connect(ClientConfig::new(&url), key)
-        .await
-        .unwrap();
-    device.request_relay().await.unwrap();
-    let credential = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Some(SignalEvent::Relay(c)) = device.next_event().await {
-                return c;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let (device, credential) = registered_credential(&url).await;
     assert_eq!(
         credential.urls,
         vec![
@@ -670,7 +656,6 @@ async fn a_server_without_a_relay_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_issued_before_a_restart_still_allocates_after_it() {
-    use sealdesk_client::{ClientConfig, SignalClient, SignalEvent};
     use sealdesk_server::{Server, ServerConfig};
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
@@ -689,20 +674,7 @@ async fn a_credential_issued_before_a_restart_still_allocates_after_it() {
     let task = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    let key = std::sync::Arc::new(sealdesk_auth::IdentityKey::generate(&mut rand::rngs::OsRng));
-    let mut device = SignalClient::connect(ClientConfig::new(&url), key)
-        .await
-        .unwrap();
-    device.request_relay().await.unwrap();
-    let credential = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Some(SignalEvent::Relay(c)) = device.next_event().await {
-                return c;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let (device, credential) = registered_credential(&url).await;
     device.close(Duration::from_secs(1)).await;
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
@@ -924,4 +896,29 @@ async fn a_tcp_stream_that_is_not_turn_is_closed() {
         .expect("the relay kept a non-TURN stream open")
         .unwrap_or(0);
     assert_eq!(n, 0, "the relay answered a non-TURN stream");
+}
+
+/// A new device registered with the server at `url`, and the relay credential it was issued.
+async fn registered_credential(
+    url: &str,
+) -> (
+    sealdesk_client::SignalClient,
+    sealdesk_client::RelayCredential,
+) {
+    use sealdesk_client::{ClientConfig, SignalClient, SignalEvent};
+    let key = std::sync::Arc::new(sealdesk_auth::IdentityKey::generate(&mut rand::rngs::OsRng));
+    let mut device = SignalClient::connect(ClientConfig::new(url), key)
+        .await
+        .unwrap();
+    device.request_relay().await.unwrap();
+    let credential = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(SignalEvent::Relay(c)) = device.next_event().await {
+                return c;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    (device, credential)
 }

@@ -515,6 +515,23 @@ fn assert_picture(viewer: &mut Proc, display: &str, when: &str) {
     assert!(db >= 35.0, "PSNR {db:.1} dB {when}");
 }
 
+/// A desktop on a new Xvfb and a session to it from the lab's viewer, up through the relay
+/// with its picture settled.
+fn relayed_session(lab: &Lab, url: &str) -> (Xvfb, Desk, common::desk::Pair) {
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let desk = Desk::open(xvfb.display());
+    let mut s = connect_in(
+        (url, url),
+        xvfb.display(),
+        "y",
+        (Some(&lab.host), &[]),
+        (Some(&lab.viewer), &[]),
+    );
+    assert_eq!(path_of(&mut s.viewer, 1), "relay");
+    settled_frame(&mut s.viewer);
+    (xvfb, desk, s)
+}
+
 /// Whether process `pid` has a thread named like the host's capture thread.
 fn capturing(pid: u32) -> bool {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -533,17 +550,7 @@ fn when_the_embedded_relay_restarts_with_its_server_the_session_recovers() {
     let lab = Lab::new();
     let server_dir = tempfile::tempdir().unwrap();
     let (mut machine, url) = relay_machine(&lab, Relay::Embedded, server_dir.path());
-    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
-    let desk = Desk::open(xvfb.display());
-    let mut s = connect_in(
-        (&url, &url),
-        xvfb.display(),
-        "y",
-        (Some(&lab.host), &[]),
-        (Some(&lab.viewer), &[]),
-    );
-    assert_eq!(path_of(&mut s.viewer, 1), "relay");
-    settled_frame(&mut s.viewer);
+    let (xvfb, desk, mut s) = relayed_session(&lab, &url);
 
     drop(machine.pop());
     s.host
@@ -580,18 +587,8 @@ fn a_session_through_the_relay_outlives_its_credentials() {
     let server_dir = tempfile::tempdir().unwrap();
     let (_machine, url) =
         relay_machine_with(&lab, Relay::Coturn, server_dir.path(), "ttl_secs = 20\n");
-    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
-    let desk = Desk::open(xvfb.display());
     let started = std::time::Instant::now();
-    let mut s = connect_in(
-        (&url, &url),
-        xvfb.display(),
-        "y",
-        (Some(&lab.host), &[]),
-        (Some(&lab.viewer), &[]),
-    );
-    assert_eq!(path_of(&mut s.viewer, 1), "relay");
-    settled_frame(&mut s.viewer);
+    let (xvfb, desk, mut s) = relayed_session(&lab, &url);
     s.viewer
         .wait_nth("relay credential expires in ", 1, Duration::from_secs(40))
         .unwrap_or_else(|| panic!("viewer: {}", s.viewer.output()));
@@ -630,17 +627,7 @@ fn when_the_relay_restarts_mid_session_ice_restarts_through_it_and_when_it_stays
     let lab = Lab::new();
     let server_dir = tempfile::tempdir().unwrap();
     let (mut machine, url) = relay_machine(&lab, Relay::Coturn, server_dir.path());
-    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
-    let desk = Desk::open(xvfb.display());
-    let mut s = connect_in(
-        (&url, &url),
-        xvfb.display(),
-        "y",
-        (Some(&lab.host), &[]),
-        (Some(&lab.viewer), &[]),
-    );
-    assert_eq!(path_of(&mut s.viewer, 1), "relay");
-    settled_frame(&mut s.viewer);
+    let (xvfb, desk, mut s) = relayed_session(&lab, &url);
     let host_pid = s.host.child.id();
     assert!(capturing(host_pid));
 
