@@ -57,7 +57,16 @@
 //! ```
 
 pub mod driver;
+#[cfg(feature = "insecure-keylog")]
+pub mod keylog;
 pub mod relay;
+
+/// The insecure, test-only features compiled into this build (empty in a release build,
+/// which cannot compile them): `sealdesk --version` and `sealdesk audit` report this.
+pub const INSECURE_FEATURES: &[&str] = &[
+    #[cfg(feature = "insecure-keylog")]
+    "insecure-keylog",
+];
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -344,6 +353,8 @@ impl Session {
         if config.codecs.is_empty() {
             return Err(SessionError::State("no video codec enabled"));
         }
+        #[cfg(feature = "insecure-keylog")]
+        keylog::install_from_env();
         let mut builder = Rtc::builder()
             .clear_codecs()
             .set_stats_interval(Some(STATS_INTERVAL));

@@ -67,8 +67,25 @@ enum Command {
     Devices(devices::DevicesCommand),
 }
 
+/// The command line, with `--version` naming any insecure test-only feature compiled in.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let insecure = sealdesk_rtc::INSECURE_FEATURES;
+    let version = if insecure.is_empty() {
+        env!("CARGO_PKG_VERSION").to_owned()
+    } else {
+        format!(
+            "{} (INSECURE TEST BUILD: {})",
+            env!("CARGO_PKG_VERSION"),
+            insecure.join(", ")
+        )
+    };
+    let matches = Cli::command().version(&*version.leak()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let mut filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .with_context(|| format!("invalid --log filter {:?}", cli.log))?;
     // The STUN/TURN crates log every call at INFO and the expected 401 challenge of each

@@ -24,9 +24,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::desk::{connect_in, psnr, screen_rgb, settled_frame, Desk, H, W, WAIT};
+use common::keys::KeyLog;
 use common::{sealdesk_in, Proc};
 use sealdesk_media::clipboard::Clipboard;
 use sealdesk_media::xvfb::Xvfb;
+use sealdesk_proto::control::ControlMessage;
 
 const RELAY_IP: &str = "10.77.0.1";
 const HOST_IP: &str = "10.77.1.2";
@@ -57,6 +59,8 @@ fn ip(args: &[&str]) {
 
 impl Lab {
     fn new() -> Self {
+        // Every session here logs its keys, for the capture scans' positive control.
+        common::LOG_SESSION_KEYS.store(true, Ordering::Relaxed);
         static N: AtomicU32 = AtomicU32::new(0);
         let p = format!(
             "sd{}x{}",
@@ -310,8 +314,16 @@ impl Capture {
         let file = dir.path().join("relay.pcap");
         let mut cmd = Command::new("ip");
         cmd.args([
-            "netns", "exec", ns, "tcpdump", "-i", "any", "-n", "-U", "-s", "0",
+            "netns", "exec", ns, "tcpdump", "-i", "any", "-n", "-U", "-s", "65535",
         ])
+        // Without immediate mode libpcap hands packets over in blocks, and the packets of
+        // the last block before SIGTERM (the typing and the clipboard, here) never reach
+        // the file: the decrypting positive control found that out.
+        .arg("--immediate-mode")
+        // In immediate mode the kernel ring holds buffer / snapshot length packets: with
+        // the default 2 MiB and 256 KiB snapshots, a burst of typing overflowed it. 64 KiB
+        // snapshots hold the largest packet (loopback TCP) and 128 MiB holds ~2000 of them.
+        .args(["-B", "131072"])
         .args(["-Z", "root", "-w"])
         .arg(&file);
         let mut proc = Proc::spawn(cmd);
@@ -325,10 +337,18 @@ impl Capture {
 
     /// Stops the capture and returns every byte it wrote.
     fn finish(mut self) -> Vec<u8> {
+        // Let what is in flight land first.
+        std::thread::sleep(Duration::from_millis(300));
         // SIGTERM lets tcpdump flush and close the file.
         let pid = self.proc.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         self.proc.wait_exit();
+        // A scan of a capture with holes proves nothing about what fell in them.
+        let report = self.proc.output();
+        assert!(
+            report.contains("\n0 packets dropped by kernel"),
+            "the capture is incomplete: {report}"
+        );
         std::fs::read(&self.file).unwrap()
     }
 }
@@ -336,8 +356,7 @@ impl Capture {
 /// The forms a secret could take in captured bytes: as is, UTF-16 either way round, hex
 /// either case, and base64 at each of the three alignments.
 fn forms(secret: &str) -> Vec<(String, Vec<u8>)> {
-    let raw = secret.as_bytes();
-    let mut out = vec![("utf-8".to_owned(), raw.to_vec())];
+    let mut out = byte_forms(secret.as_bytes());
     let utf16 = secret.encode_utf16();
     out.push((
         "utf-16le".into(),
@@ -347,6 +366,12 @@ fn forms(secret: &str) -> Vec<(String, Vec<u8>)> {
         "utf-16be".into(),
         utf16.flat_map(u16::to_be_bytes).collect(),
     ));
+    out
+}
+
+/// The forms bytes could take: raw, hex either case, base64 at each alignment.
+fn byte_forms(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![("raw".to_owned(), raw.to_vec())];
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     out.push(("hex".into(), hex.clone().into_bytes()));
     out.push(("HEX".into(), hex.to_uppercase().into_bytes()));
@@ -366,7 +391,11 @@ fn forms(secret: &str) -> Vec<(String, Vec<u8>)> {
 
 /// Which forms of `secret` occur in `hay`.
 fn found(hay: &[u8], secret: &str) -> Vec<String> {
-    forms(secret)
+    found_forms(hay, forms(secret))
+}
+
+fn found_forms(hay: &[u8], forms: Vec<(String, Vec<u8>)>) -> Vec<String> {
+    forms
         .into_iter()
         .filter(|(_, f)| hay.windows(f.len()).any(|w| w == f.as_slice()))
         .map(|(name, _)| name)
@@ -798,6 +827,7 @@ fn session_through(relay: Relay) {
     assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
     s.host.wait_line("session ended: the viewer ended it");
     let pcap = capture.finish();
+    let keys = KeyLog::read(&s.keylogs());
 
     // The capture saw the session: at least the video the viewer decoded crossed it.
     assert!(pcap.len() > 100_000, "only {} bytes captured", pcap.len());
@@ -809,5 +839,40 @@ fn session_through(relay: Relay) {
     for secret in [&on_screen, &typed, &to_host, &to_viewer] {
         let leaks = found(&pcap, secret);
         assert!(leaks.is_empty(), "{secret} crossed the relay as {leaks:?}");
+    }
+
+    // Neither end's session keys crossed the relay in any form...
+    assert_eq!(keys.records.len(), 2, "one record key per direction");
+    assert_eq!(keys.srtp.len(), 1, "one SRTP keying material, at both ends");
+    for secret in keys.secrets() {
+        let leaks = found_forms(&pcap, byte_forms(&secret));
+        assert!(
+            leaks.is_empty(),
+            "a session key crossed the relay as {leaks:?}"
+        );
+    }
+    // ...and they open what did: the capture is this session, and decrypted it carries
+    // the typed keys and both clipboard texts the scan above did not find.
+    let messages = keys.control_messages(&pcap);
+    let mut typed_seen = String::new();
+    let mut clipboards = Vec::new();
+    for m in &messages {
+        match m {
+            ControlMessage::Key { keysym, down: true } => {
+                typed_seen.extend(char::from_u32(*keysym).filter(char::is_ascii_graphic));
+            }
+            ControlMessage::Clipboard { text } => clipboards.push(text.clone()),
+            _ => {}
+        }
+    }
+    assert!(
+        typed_seen.contains(&typed),
+        "decrypted key events spell {typed_seen:?}, not {typed}"
+    );
+    for text in [&to_host, &to_viewer] {
+        assert!(
+            clipboards.contains(text),
+            "{text} not in the decrypted clipboard messages {clipboards:?}"
+        );
     }
 }

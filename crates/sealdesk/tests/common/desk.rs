@@ -246,7 +246,15 @@ pub(crate) struct Pair {
     pub(crate) host: Proc,
     pub(crate) viewer: Proc,
     pub(crate) frames: PathBuf,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Pair {
+    /// The host's and the viewer's session-key logs (written only when
+    /// [`super::LOG_SESSION_KEYS`] is on).
+    pub(crate) fn keylogs(&self) -> [PathBuf; 2] {
+        [&self.dirs.0, &self.dirs.1].map(|d| d.path().join(super::KEYLOG_FILE))
+    }
 }
 
 /// Starts `sealdesk host` on `display`, connects a headless viewer with its code, answers
@@ -317,7 +325,7 @@ pub(crate) fn connect_in(
         host,
         viewer,
         frames,
-        _dirs: (hd, vd),
+        dirs: (hd, vd),
     }
 }
 

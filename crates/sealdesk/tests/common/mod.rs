@@ -16,8 +16,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) mod desk;
+pub(crate) mod keys;
 
 pub(crate) const EXE: &str = env!("CARGO_BIN_EXE_sealdesk");
+
+/// Whether the processes [`sealdesk_in`] starts write their session keys to
+/// [`KEYLOG_FILE`] in their data directory (the binary under test has the insecure,
+/// test-only `insecure-keylog` feature; this turns it on). Off unless a test binary
+/// sets it: only the relay tests, which decrypt what they capture, do.
+pub(crate) static LOG_SESSION_KEYS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+/// The key log's name in a process's data directory.
+pub(crate) const KEYLOG_FILE: &str = "insecure-keylog";
 
 /// A child process whose stdout is collected line by line in the background.
 pub(crate) struct Proc {
@@ -186,9 +196,13 @@ pub(crate) fn sealdesk_in(ns: Option<&str>, data: &Path) -> Command {
             std::env::var("SEALDESK_TEST_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .env_remove("SEALDESK_SERVER")
+        .env_remove("SEALDESK_INSECURE_KEYLOG")
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0")
         .stdin(Stdio::null());
+    if LOG_SESSION_KEYS.load(std::sync::atomic::Ordering::Relaxed) {
+        cmd.env("SEALDESK_INSECURE_KEYLOG", data.join(KEYLOG_FILE));
+    }
     cmd
 }
 
