@@ -3,7 +3,10 @@
 //! live in a third that both reach but that does not forward. The session must connect
 //! through the relay, show the host's screen and carry input and clipboard — and what the
 //! relay's machine sees on the wire (captured with tcpdump in its namespace) must contain
-//! none of what the session carried.
+//! none of what the session carried, nor its keys. Positive controls: a marked datagram the
+//! scan must find in every form, and the session keys both ends log (an insecure test-only
+//! feature of the binary under test) must open the capture to the typed keys, the clipboard
+//! texts and a picture of the screen's canary.
 //!
 //! Needs root (network namespaces) and iproute2 + tcpdump, which `scripts/test` installs.
 
@@ -24,10 +27,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::desk::{connect_in, psnr, screen_rgb, settled_frame, Desk, H, W, WAIT};
-use common::keys::KeyLog;
+use common::keys::{vp9_frames, KeyLog};
 use common::{sealdesk_in, Proc};
 use sealdesk_media::clipboard::Clipboard;
+use sealdesk_media::decode::Decoder;
 use sealdesk_media::xvfb::Xvfb;
+use sealdesk_media::Codec;
 use sealdesk_proto::control::ControlMessage;
 
 const RELAY_IP: &str = "10.77.0.1";
@@ -875,4 +880,59 @@ fn session_through(relay: Relay) {
             "{text} not in the decrypted clipboard messages {clipboards:?}"
         );
     }
+    // And the video the relay carried, decrypted and decoded, is the screen with the
+    // canary on it.
+    let (sw, sh, screen) = screen_rgb(xvfb.display());
+    let (w, h, picture) = decrypted_picture(&keys, &pcap);
+    assert_eq!((w, h), (sw, sh));
+    let db = psnr(&picture, &screen);
+    assert!(
+        db >= 35.0,
+        "PSNR {db:.1} dB of the video decrypted from the capture"
+    );
+    // The canary's own pixels (the text drawn at 460,330 in the 6×13 "fixed" font).
+    let text_box = |rgb: &[u8]| -> Vec<u8> {
+        (316..336)
+            .flat_map(|y| {
+                let row = (y * usize::from(W) + 456) * 3;
+                rgb[row..row + 3 * (8 + 6 * on_screen.len())].to_vec()
+            })
+            .collect()
+    };
+    let db = psnr(&text_box(&picture), &text_box(&screen));
+    assert!(
+        db >= 30.0,
+        "PSNR {db:.1} dB where the canary is, decrypted from the capture"
+    );
+}
+
+/// The last picture of the video stream in `capture`, decrypted with `keys` and decoded:
+/// width, height and RGB.
+fn decrypted_picture(keys: &KeyLog, capture: &[u8]) -> (u32, u32, Vec<u8>) {
+    let packets = keys.open_srtp(capture);
+    // The video is the SSRC with the most payload (the other: retransmissions and the
+    // congestion controller's padding probes, which are many but empty).
+    let mut counts = std::collections::BTreeMap::<u32, usize>::new();
+    for p in &packets {
+        *counts.entry(p.ssrc).or_default() += p.payload.len();
+    }
+    let (&video, _) = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .expect("no SRTP packet in the capture opened with the logged keys");
+    let stream: Vec<_> = packets.iter().filter(|p| p.ssrc == video).collect();
+    let frames = vp9_frames(&stream);
+    let mut decoder = Decoder::new(Codec::Vp9).unwrap();
+    let last = frames
+        .iter()
+        .filter_map(|f| decoder.decode(f).ok().flatten())
+        .last()
+        .unwrap_or_else(|| panic!("none of {} decrypted frames decoded", frames.len()));
+    let rgb = last
+        .to_rgba_vec()
+        .unwrap()
+        .chunks(4)
+        .flat_map(|px| [px[0], px[1], px[2]])
+        .collect();
+    (last.width(), last.height(), rgb)
 }

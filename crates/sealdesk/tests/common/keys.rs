@@ -1,7 +1,8 @@
 //! Session keys from the insecure test-only key log (`sealdesk_rtc::keylog`), and what they
 //! open in captured bytes: the positive control of the relay canary scan. If the capture is
 //! this session's ciphertext, the logged keys decrypt its DTLS records into the SCTP packets
-//! of the `control` data channel, and the typed keys and clipboard text are right there.
+//! of the `control` data channel (typed keys, clipboard text), and its SRTP into the VP9
+//! stream (the screen).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -194,4 +195,262 @@ impl KeyLog {
             .filter_map(|m| ControlMessage::decode(&m).ok())
             .collect()
     }
+}
+
+/// The UDP payloads in a `tcpdump -i any` capture (Linux cooked v1 or v2, IPv4).
+pub(crate) fn udp_payloads(pcap: &[u8]) -> Vec<&[u8]> {
+    assert_eq!(
+        pcap.get(..4),
+        Some(&[0xd4, 0xc3, 0xb2, 0xa1][..]),
+        "not a pcap"
+    );
+    let link = u32::from_le_bytes(pcap[20..24].try_into().unwrap());
+    let (cooked, proto_at) = match link {
+        113 => (16, 14),
+        276 => (20, 0),
+        other => panic!("capture link type {other}"),
+    };
+    let mut out = Vec::new();
+    let mut at = 24;
+    while let Some(head) = pcap.get(at..at + 16) {
+        let len = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
+        let Some(frame) = pcap.get(at + 16..at + 16 + len) else {
+            break;
+        };
+        at += 16 + len;
+        let Some(ip) = frame.get(cooked..) else {
+            continue;
+        };
+        if frame.get(proto_at..proto_at + 2) != Some(&[8, 0][..]) || ip.len() < 20 || ip[9] != 17 {
+            continue;
+        }
+        let ihl = usize::from(ip[0] & 15) * 4;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
+        if let Some(udp) = ip.get(ihl + 8..total) {
+            out.push(udp);
+        }
+    }
+    out
+}
+
+/// What a datagram to or from a TURN relay carries for the peer: a ChannelData message's
+/// data, a Send or Data indication's DATA attribute, or (the relay's peer side) itself.
+fn peer_data(datagram: &[u8]) -> Option<&[u8]> {
+    match *datagram.first()? {
+        0x40..=0x7f => {
+            let len = usize::from(u16::from_be_bytes([datagram[2], *datagram.get(3)?]));
+            datagram.get(4..4 + len)
+        }
+        0..=3 if datagram.get(4..8) == Some(&[0x21, 0x12, 0xa4, 0x42][..]) => {
+            // STUN: only indications (class bits 01) carry data.
+            let kind = u16::from_be_bytes([datagram[0], datagram[1]]);
+            if kind & 0x0110 != 0x0010 {
+                return None;
+            }
+            let mut at = 20;
+            while let Some(attr) = datagram.get(at..at + 4) {
+                let (t, len) = (
+                    u16::from_be_bytes([attr[0], attr[1]]),
+                    usize::from(u16::from_be_bytes([attr[2], attr[3]])),
+                );
+                if t == 0x0013 {
+                    return datagram.get(at + 4..at + 4 + len);
+                }
+                at += 4 + len.div_ceil(4) * 4;
+            }
+            None
+        }
+        _ => Some(datagram),
+    }
+}
+
+/// `n` bytes of the SRTP key derivation function's output (RFC 3711 §4.3, AES-CM PRF, key
+/// derivation rate 0) for `label`. A GCM master salt (12 bytes, RFC 7714) fills the start of
+/// the 14-byte salt field, as libsrtp and str0m place it.
+fn srtp_kdf(master_key: &[u8], master_salt: &[u8], label: u8, n: usize) -> Vec<u8> {
+    use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128, AES_256};
+    use aws_lc_rs::iv::FixedLength;
+    let alg = if master_key.len() == 32 {
+        &AES_256
+    } else {
+        &AES_128
+    };
+    let mut iv = [0u8; 16];
+    iv[..master_salt.len()].copy_from_slice(master_salt);
+    iv[7] ^= label;
+    let key = EncryptingKey::ctr(UnboundCipherKey::new(alg, master_key).unwrap()).unwrap();
+    let mut stream = vec![0u8; n];
+    key.less_safe_encrypt(&mut stream, EncryptionContext::Iv128(FixedLength::from(iv)))
+        .unwrap();
+    stream
+}
+
+/// One RTP packet's header fields, decrypted payload (padding removed) and index.
+pub(crate) struct Rtp {
+    pub(crate) ssrc: u32,
+    pub(crate) index: u64,
+    pub(crate) marker: bool,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl KeyLog {
+    /// Every SRTP packet in `capture` that the logged keying material opens (AEAD-AES-GCM
+    /// profiles, RFC 7714), once each, in (SSRC, index) order.
+    pub(crate) fn open_srtp(&self, capture: &[u8]) -> Vec<Rtp> {
+        // Both directions of every logged session: (session key, session salt).
+        let mut sessions = Vec::new();
+        for m in &self.srtp {
+            let k = match m.len() {
+                56 => 16,
+                88 => 32,
+                n => panic!("SRTP keying material of {n} bytes: not an AEAD-GCM profile"),
+            };
+            let alg = if k == 32 {
+                &aead::AES_256_GCM
+            } else {
+                &aead::AES_128_GCM
+            };
+            let (keys, salts) = m.split_at(2 * k);
+            for (key, salt) in keys.chunks(k).zip(salts.chunks(12)) {
+                let session_key = srtp_kdf(key, salt, 0, k);
+                let session_salt = srtp_kdf(key, salt, 2, 12);
+                let key = LessSafeKey::new(UnboundKey::new(alg, &session_key).unwrap());
+                sessions.push((key, session_salt));
+            }
+        }
+        let mut out: BTreeMap<(u32, u64), Rtp> = BTreeMap::new();
+        for datagram in udp_payloads(capture) {
+            let Some(p) = peer_data(datagram) else {
+                continue;
+            };
+            // RTP version 2 and not RTCP (payload types 72–79 with the marker bit folded).
+            if p.len() < 12 + 16 || p[0] >> 6 != 2 || (72..=79).contains(&(p[1] & 0x7f)) {
+                continue;
+            }
+            let mut header = 12 + usize::from(p[0] & 15) * 4;
+            if p[0] & 0x10 != 0 {
+                let Some(ext) = p.get(header + 2..header + 4) else {
+                    continue;
+                };
+                header += 4 + usize::from(u16::from_be_bytes([ext[0], ext[1]])) * 4;
+            }
+            if p.len() < header + 16 {
+                continue;
+            }
+            let seq = u16::from_be_bytes([p[2], p[3]]);
+            let ssrc = u32::from_be_bytes(p[8..12].try_into().unwrap());
+            'keys: for (key, salt) in &sessions {
+                for roc in 0..2u32 {
+                    let mut iv = [0u8; 12];
+                    iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+                    iv[6..10].copy_from_slice(&roc.to_be_bytes());
+                    iv[10..].copy_from_slice(&seq.to_be_bytes());
+                    for (a, b) in iv.iter_mut().zip(salt) {
+                        *a ^= b;
+                    }
+                    let mut buf = p[header..].to_vec();
+                    let Ok(plain) = key.open_in_place(
+                        aead::Nonce::assume_unique_for_key(iv),
+                        aead::Aad::from(&p[..header]),
+                        &mut buf,
+                    ) else {
+                        continue;
+                    };
+                    let mut payload = plain.to_vec();
+                    if p[0] & 0x20 != 0 {
+                        let pad = usize::from(payload.last().copied().unwrap_or(0));
+                        payload.truncate(payload.len().saturating_sub(pad));
+                    }
+                    let index = u64::from(roc) << 16 | u64::from(seq);
+                    out.insert(
+                        (ssrc, index),
+                        Rtp {
+                            ssrc,
+                            index,
+                            marker: p[1] & 0x80 != 0,
+                            payload,
+                        },
+                    );
+                    break 'keys;
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+}
+
+/// Reassembles VP9 frames from RTP payloads (RFC 9628 payload descriptor) of one SSRC in
+/// index order; frames with a missing packet are dropped.
+pub(crate) fn vp9_frames(packets: &[&Rtp]) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut current: Option<(u64, Vec<u8>)> = None;
+    for rtp in packets {
+        let d = &rtp.payload;
+        let Some(&flags) = d.first() else { continue };
+        let (i_, p_, l_, f_, b_, e_, v_) = (
+            flags & 0x80 != 0,
+            flags & 0x40 != 0,
+            flags & 0x20 != 0,
+            flags & 0x10 != 0,
+            flags & 0x08 != 0,
+            flags & 0x04 != 0,
+            flags & 0x02 != 0,
+        );
+        let mut at = 1;
+        if i_ {
+            at += if d.get(at).is_some_and(|b| b & 0x80 != 0) {
+                2
+            } else {
+                1
+            };
+        }
+        if l_ {
+            at += if f_ { 1 } else { 2 };
+        }
+        if f_ && p_ {
+            for _ in 0..3 {
+                let more = d.get(at).is_some_and(|b| b & 1 != 0);
+                at += 1;
+                if !more {
+                    break;
+                }
+            }
+        }
+        if v_ {
+            let Some(&ss) = d.get(at) else { continue };
+            at += 1;
+            let layers = usize::from(ss >> 5) + 1;
+            if ss & 0x10 != 0 {
+                at += 4 * layers;
+            }
+            if ss & 0x08 != 0 {
+                let Some(&groups) = d.get(at) else { continue };
+                at += 1;
+                for _ in 0..groups {
+                    let Some(&g) = d.get(at) else { break };
+                    at += 1 + usize::from((g >> 2) & 3);
+                }
+            }
+        }
+        let Some(data) = d.get(at..) else { continue };
+        if b_ {
+            current = Some((rtp.index, Vec::new()));
+        }
+        match &mut current {
+            Some((last, frame)) if b_ || *last + 1 == rtp.index => {
+                *last = rtp.index;
+                frame.extend_from_slice(data);
+            }
+            _ => {
+                current = None;
+                continue;
+            }
+        }
+        if e_ || rtp.marker {
+            if let Some((_, frame)) = current.take() {
+                frames.push(frame);
+            }
+        }
+    }
+    frames
 }
