@@ -191,7 +191,7 @@ struct Peer {
 /// The WebRTC session a connection will use, made when the viewer knocks.
 struct Media {
     rtc: Session,
-    socket: UdpSocket,
+    link: driver::Link,
 }
 
 #[allow(
@@ -493,8 +493,9 @@ impl Agent {
         let credential = credential
             .as_ref()
             .map(|c| (c.urls.as_slice(), c.username.as_str(), c.password.as_str()));
-        driver::relay_candidate(&mut rtc, &socket, relay_use, credential).await?;
-        Ok(Media { rtc, socket })
+        let mut link = driver::Link::new(socket);
+        driver::relay_candidate(&mut rtc, &mut link, relay_use, credential).await?;
+        Ok(Media { rtc, link })
     }
 
     /// The relay credential, if one is valid for long enough; asks for a new one when it
@@ -1031,12 +1032,7 @@ impl Agent {
             let _ = events.try_send(HostEvent::Session(note));
         };
         self.task = Some(tokio::spawn(session::run(
-            media.rtc,
-            media.socket,
-            setup,
-            clipboard,
-            end,
-            notes,
+            media.rtc, media.link, setup, clipboard, end, notes,
         )));
         self.emit(HostEvent::SessionStarted {
             peer: est.peer.clone(),

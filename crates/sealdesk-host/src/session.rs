@@ -27,7 +27,6 @@ use sealdesk_proto::control::{caps, ControlMessage, EndReason, CONTROL_VERSION};
 use sealdesk_rtc::driver::{self, DriverHandle};
 use sealdesk_rtc::relay::RelayServer;
 use sealdesk_rtc::{Path, Session, SessionError, SessionEvent, VideoCodec};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clipboard::SyncedClipboard;
@@ -241,7 +240,7 @@ impl SessionControl {
 /// permission). `notes` hears what the host's user should see.
 pub async fn run(
     rtc: Session,
-    socket: UdpSocket,
+    link: driver::Link,
     setup: SessionSetup,
     clipboard: Option<SyncedClipboard>,
     mut inbox: SessionInbox,
@@ -249,7 +248,7 @@ pub async fn run(
 ) -> SessionSummary {
     let started = Instant::now();
     let answered = rtc.answered_codecs().to_vec();
-    let (handle, mut events, task) = driver::spawn(rtc, socket);
+    let (handle, mut events, task) = driver::spawn(rtc, link);
     let mut run = Running {
         setup,
         handle,

@@ -114,10 +114,15 @@ async fn corrupted_control_messages_are_dropped_and_the_session_goes_on() {
         ..SessionSetup::default()
     };
     setup.capture.display = Some(xvfb.display().to_owned());
-    let host = tokio::spawn(session::run(h, hsock, setup, None, end, move |note| {
-        n.lock().unwrap().push(note)
-    }));
-    let (viewer, mut events, task) = driver::spawn(v, vsock);
+    let host = tokio::spawn(session::run(
+        h,
+        driver::Link::new(hsock),
+        setup,
+        None,
+        end,
+        move |note| n.lock().unwrap().push(note),
+    ));
+    let (viewer, mut events, task) = driver::spawn(v, driver::Link::new(vsock));
     next(&mut events, |e| matches!(e, SessionEvent::Ready { .. })).await;
     next(&mut events, |e| matches!(e, SessionEvent::Video { .. })).await;
 

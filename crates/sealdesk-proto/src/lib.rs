@@ -94,6 +94,7 @@ pub mod limits;
 pub mod rate;
 pub mod server_conn;
 pub mod signaling;
+pub mod turn_tcp;
 pub mod types;
 pub mod wire;
 

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sealdesk_proto::control::ControlMessage;
-use tokio::net::UdpSocket;
+use sealdesk_proto::turn_tcp::{self, Framer};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -27,6 +29,172 @@ const MAX_DATAGRAM: usize = 2048;
 const TIMER_TICK: Duration = Duration::from_millis(1);
 /// How many near deadlines are served in a row before the loop looks at the socket again.
 const MAX_EARLY: u32 = 32;
+
+/// How long connecting to a relay over TCP may take.
+const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an allocation over UDP may take before a relay that also takes TCP is tried
+/// over TCP (UDP may be blocked).
+const UDP_ALLOCATE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Where a session's packets go: its UDP socket and, when its relay is reached over TCP
+/// (networks that block UDP), the connection to the relay — on which the TURN messages
+/// are framed ([`turn_tcp`]) and from which frames come back as if they were datagrams
+/// from the relay.
+#[derive(Debug)]
+pub struct Link {
+    udp: UdpSocket,
+    relay: Option<RelayStream>,
+}
+
+#[derive(Debug)]
+struct RelayStream {
+    server: SocketAddr,
+    stream: TcpStream,
+    framer: Framer,
+    buf: Vec<u8>,
+}
+
+/// What [`Link::recv`] got.
+enum Incoming {
+    /// A datagram of this many bytes in the buffer, from this address.
+    Datagram(usize, SocketAddr),
+    /// Whole frames from the relay over TCP.
+    Frames(SocketAddr, Vec<Vec<u8>>),
+    /// Nothing usable (an error, or the relay's TCP connection ended).
+    Nothing,
+}
+
+impl Link {
+    /// A link over `udp` alone.
+    pub fn new(udp: UdpSocket) -> Self {
+        Self { udp, relay: None }
+    }
+
+    /// The UDP socket's address (the session's local address).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// Whether the relay is reached over TCP now.
+    pub fn relay_over_tcp(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// Connects to the relay at `server` over TCP; packets for it go there from now on (a
+    /// previous connection is closed, which ends its allocation).
+    async fn connect_relay(&mut self, server: SocketAddr) -> Result<(), String> {
+        self.relay = None;
+        let stream = tokio::time::timeout(RELAY_CONNECT_TIMEOUT, TcpStream::connect(server))
+            .await
+            .map_err(|_| format!("no TCP connection to the relay at {server} within 2 s"))?
+            .map_err(|e| format!("cannot connect to the relay at {server} over TCP: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        self.relay = Some(RelayStream {
+            server,
+            stream,
+            framer: Framer::new(),
+            buf: vec![0u8; turn_tcp::MAX_FRAME],
+        });
+        Ok(())
+    }
+
+    async fn send(&mut self, t: &crate::Transmit) {
+        if let Some(r) = self.relay.as_mut().filter(|r| r.server == t.destination) {
+            let mut frame = t.contents.clone();
+            turn_tcp::pad_channel_data(&mut frame);
+            if let Err(e) = r.stream.write_all(&frame).await {
+                tracing::info!(error = %e, "the relay's TCP connection failed");
+                self.relay = None;
+            }
+            return;
+        }
+        if let Err(e) = self.udp.send_to(&t.contents, t.destination).await {
+            tracing::debug!(error = %e, dest = %t.destination, "send failed");
+        }
+    }
+
+    /// The next datagram (into `buf`) or frames from the relay. Cancel-safe.
+    async fn recv(&mut self, buf: &mut [u8]) -> Incoming {
+        let Self { udp, relay } = self;
+        let Some(r) = relay.as_mut() else {
+            return match udp.recv_from(buf).await {
+                Ok((n, from)) => Incoming::Datagram(n, from),
+                Err(e) => {
+                    tracing::debug!(error = %e, "receive failed");
+                    Incoming::Nothing
+                }
+            };
+        };
+        tokio::select! {
+            got = udp.recv_from(buf) => match got {
+                Ok((n, from)) => Incoming::Datagram(n, from),
+                Err(e) => {
+                    tracing::debug!(error = %e, "receive failed");
+                    Incoming::Nothing
+                }
+            },
+            got = r.stream.read(&mut r.buf) => {
+                let n = match got {
+                    Ok(0) => {
+                        tracing::info!("the relay closed its TCP connection");
+                        *relay = None;
+                        return Incoming::Nothing;
+                    }
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::info!(error = %e, "the relay's TCP connection failed");
+                        *relay = None;
+                        return Incoming::Nothing;
+                    }
+                };
+                r.framer.push(r.buf.get(..n).unwrap_or_default());
+                let mut frames = Vec::new();
+                loop {
+                    match r.framer.next_frame() {
+                        Ok(Some(f)) => frames.push(f),
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the relay sent what is not TURN over TCP");
+                            let server = r.server;
+                            *relay = None;
+                            return Incoming::Frames(server, frames);
+                        }
+                    }
+                }
+                Incoming::Frames(r.server, frames)
+            }
+        }
+    }
+
+    /// Hands what [`Link::recv`] got to `session`.
+    fn deliver(&self, session: &mut Session, buf: &[u8], got: Incoming) -> std::io::Result<()> {
+        let local = self.udp.local_addr()?;
+        match got {
+            Incoming::Datagram(n, from) => {
+                if let Some(data) = buf.get(..n) {
+                    session.handle_receive(Instant::now(), from, local, data);
+                }
+            }
+            Incoming::Frames(from, frames) => {
+                for f in frames {
+                    session.handle_receive(Instant::now(), from, local, &f);
+                }
+            }
+            Incoming::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// After [`Session::renew_relay`]: a relay reached over TCP gets a new connection (a
+    /// new allocation needs a new 5-tuple; closing the old connection ends the old one).
+    async fn follow_relay(&mut self, session: &Session) {
+        if let Some(server) = session.relay_server().filter(|r| r.tcp).map(|r| r.addr) {
+            if let Err(e) = self.connect_relay(server).await {
+                tracing::info!("{e}");
+            }
+        }
+    }
+}
 
 enum Command {
     Control(ControlMessage),
@@ -189,33 +357,30 @@ impl DriverHandle {
     }
 }
 
-/// Starts the task that drives `session` over `socket`. Events arrive on the returned
+/// Starts the task that drives `session` over `link`. Events arrive on the returned
 /// receiver; the task ends when the session closes or every handle is dropped.
 pub fn spawn(
     session: Session,
-    socket: UdpSocket,
+    link: Link,
 ) -> (DriverHandle, mpsc::Receiver<SessionEvent>, JoinHandle<()>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-    let task = tokio::spawn(run(session, socket, cmd_rx, ev_tx));
+    let task = tokio::spawn(run(session, link, cmd_rx, ev_tx));
     (DriverHandle { cmds: cmd_tx }, ev_rx, task)
 }
 
 async fn run(
     mut session: Session,
-    socket: UdpSocket,
+    mut link: Link,
     mut cmds: mpsc::Receiver<Command>,
     events: mpsc::Sender<SessionEvent>,
 ) {
-    let local: SocketAddr = match socket.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = events
-                .send(SessionEvent::Closed(Some(SessionError::Rtc(e.to_string()))))
-                .await;
-            return;
-        }
-    };
+    if let Err(e) = link.local_addr() {
+        let _ = events
+            .send(SessionEvent::Closed(Some(SessionError::Rtc(e.to_string()))))
+            .await;
+        return;
+    }
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut early = 0u32;
     // A renegotiation waits for its new allocation until this deadline.
@@ -231,9 +396,7 @@ async fn run(
         }
         // Flush what the last step produced.
         while let Some(t) = session.poll_transmit() {
-            if let Err(e) = socket.send_to(&t.contents, t.destination).await {
-                tracing::debug!(error = %e, dest = %t.destination, "send failed");
-            }
+            link.send(&t).await;
         }
         while let Some(e) = session.poll_event() {
             let closed = matches!(e, SessionEvent::Closed(_));
@@ -273,14 +436,11 @@ async fn run(
         };
         let deadline = tokio::time::Instant::from_std(due);
         tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    if let Some(data) = buf.get(..n) {
-                        session.handle_receive(Instant::now(), from, local, data);
-                    }
+            got = link.recv(&mut buf) => {
+                if let Err(e) = link.deliver(&mut session, &buf, got) {
+                    tracing::debug!(error = %e, "cannot read the socket's address");
                 }
-                Err(e) => tracing::debug!(error = %e, "receive failed"),
-            },
+            }
             cmd = cmds.recv() => match cmd {
                 Some(Command::Control(m)) => {
                     if let Err(e) = session.send_control(&m) {
@@ -303,6 +463,7 @@ async fn run(
                 Some(Command::RestartOffer(fresh, reply)) => {
                     let r = Renegotiation::Offer(reply);
                     if session.renew_relay(Instant::now(), fresh) {
+                        link.follow_relay(&session).await;
                         renegotiation = Some((r, Instant::now() + GATHER_TIMEOUT));
                     } else {
                         r.complete(&mut session);
@@ -311,6 +472,7 @@ async fn run(
                 Some(Command::AnswerRestart(offer, fresh, reply)) => {
                     let r = Renegotiation::Answer(offer, reply);
                     if session.renew_relay(Instant::now(), fresh) {
+                        link.follow_relay(&session).await;
                         renegotiation = Some((r, Instant::now() + GATHER_TIMEOUT));
                     } else {
                         r.complete(&mut session);
@@ -326,22 +488,19 @@ async fn run(
     }
 }
 
-/// Drives `session` over `socket` until its TURN allocation is made or has failed, or until
+/// Drives `session` over `link` until its TURN allocation is made or has failed, or until
 /// `deadline` — before the SDP is written, so the relayed candidate is in it. Returns the
 /// allocation's state (`None`: the session has no relay).
 pub async fn gather(
     session: &mut Session,
-    socket: &UdpSocket,
+    link: &mut Link,
     deadline: Instant,
 ) -> Option<crate::relay::RelayState> {
     use crate::relay::RelayState;
-    let local = socket.local_addr().ok()?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         while let Some(t) = session.poll_transmit() {
-            if let Err(e) = socket.send_to(&t.contents, t.destination).await {
-                tracing::debug!(error = %e, dest = %t.destination, "send failed");
-            }
+            link.send(&t).await;
         }
         let state = session.relay_state()?;
         if state != RelayState::Allocating || Instant::now() >= deadline {
@@ -349,12 +508,8 @@ pub async fn gather(
         }
         let wake = tokio::time::Instant::from_std(session.poll_timeout().min(deadline));
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    if let Some(data) = buf.get(..n) {
-                        session.handle_receive(Instant::now(), from, local, data);
-                    }
-                }
+            got = link.recv(&mut buf) => {
+                link.deliver(session, &buf, got).ok()?;
             }
             () = tokio::time::sleep_until(wake) => session.handle_timeout(Instant::now()),
         }
@@ -373,7 +528,7 @@ pub const GATHER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3
 /// [`RelayUse::Fallback`]: crate::relay::RelayUse::Fallback
 pub async fn relay_candidate(
     session: &mut Session,
-    socket: &UdpSocket,
+    link: &mut Link,
     relay_use: crate::relay::RelayUse,
     credential: Option<(&[String], &str, &str)>,
 ) -> Result<Option<SocketAddr>, String> {
@@ -395,17 +550,41 @@ pub async fn relay_candidate(
             Ok(None)
         };
     };
-    session.add_relay(Instant::now(), &server);
-    match gather(session, socket, Instant::now() + GATHER_TIMEOUT).await {
-        Some(RelayState::Allocated(a)) => Ok(Some(a)),
-        other if only => Err(format!(
-            "the relay at {} gave no allocation ({other:?}): refused credentials, a full \
-             quota, or no path to it",
-            server.addr
-        )),
-        other => {
-            tracing::info!(state = ?other, relay = %server.addr, "going on without a relayed candidate");
-            Ok(None)
+    // UDP first; where it gets no allocation soon and the relay takes TCP, over TCP.
+    let mut attempts = vec![server.clone()];
+    attempts.extend(server.over_tcp().filter(|_| !server.tcp));
+    let mut failure = String::new();
+    for (i, relay) in attempts.iter().enumerate() {
+        let last = i + 1 == attempts.len();
+        session.add_relay(Instant::now(), relay);
+        if relay.tcp {
+            if let Err(e) = link.connect_relay(relay.addr).await {
+                failure = e;
+                continue;
+            }
         }
+        let wait = if last {
+            GATHER_TIMEOUT
+        } else {
+            UDP_ALLOCATE_TIMEOUT
+        };
+        let state = gather(session, link, Instant::now() + wait).await;
+        if let Some(RelayState::Allocated(a)) = state {
+            if relay.tcp && i > 0 {
+                tracing::info!(relay = %relay.addr, "no allocation over UDP: relaying over TCP");
+            }
+            return Ok(Some(a));
+        }
+        failure = format!(
+            "the relay at {} gave no allocation over {} ({state:?}): refused credentials, a \
+             full quota, or no path to it",
+            relay.addr,
+            if relay.tcp { "TCP" } else { "UDP" }
+        );
     }
+    if only {
+        return Err(failure);
+    }
+    tracing::info!("going on without a relayed candidate: {failure}");
+    Ok(None)
 }

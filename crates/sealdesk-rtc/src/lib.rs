@@ -422,9 +422,14 @@ impl Session {
     /// ([`Session::relay_state`]); returns `false` if the session has no relay. `fresh`
     /// replaces the credential (and relay) the session had — credentials expire, and a relay
     /// refuses every request, refreshes included, once they have.
+    /// A session that reached its relay over TCP stays on TCP (UDP was blocked).
     pub fn renew_relay(&mut self, now: Instant, fresh: Option<relay::RelayServer>) -> bool {
         if let Some(f) = fresh {
-            self.relay_server = Some(f);
+            let tcp = self.relay_server.as_ref().is_some_and(|r| r.tcp);
+            self.relay_server = Some(match f.over_tcp() {
+                Some(t) if tcp => t,
+                _ => f,
+            });
         }
         let Some(server) = self.relay_server.clone() else {
             return false;
@@ -467,6 +472,11 @@ impl Session {
     /// Whether ICE reported the path lost and has not found one since.
     pub fn is_path_lost(&self) -> bool {
         self.ice_lost
+    }
+
+    /// The relay this session allocates on (`None`: no relay).
+    pub fn relay_server(&self) -> Option<&relay::RelayServer> {
+        self.relay_server.as_ref()
     }
 
     /// How the TURN allocation is doing (`None`: no relay).

@@ -10,6 +10,12 @@
 //! - Whatever the TURN server delivers from a peer is handed to str0m as if it had arrived at
 //!   the relayed address.
 //!
+//! - Where UDP is blocked, the same TURN messages travel over a TCP connection to the relay
+//!   (RFC 8656 §3.1; [`RelayServer::tcp`]). The messages are the same and so is this client:
+//!   the driver frames them onto the stream ([`sealdesk_proto::turn_tcp`]) and hands frames
+//!   read from it back as if they were datagrams from the relay. The relayed address stays
+//!   UDP, so the peer's side does not change.
+//!
 //! The relay sees DTLS records and SRTP packets only: the keys never leave the endpoints.
 
 use std::collections::HashSet;
@@ -27,6 +33,11 @@ use zeroize::Zeroizing;
 pub struct RelayServer {
     /// Its address (from the `turn:` URL).
     pub addr: SocketAddr,
+    /// Reached over TCP (a `?transport=tcp` URL) rather than UDP.
+    pub tcp: bool,
+    /// The relay's TCP address (from a `?transport=tcp` URL), to fall back to where UDP is
+    /// blocked.
+    pub tcp_fallback: Option<SocketAddr>,
     /// The TURN username.
     pub username: String,
     /// The TURN password.
@@ -37,19 +48,37 @@ impl std::fmt::Debug for RelayServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelayServer")
             .field("addr", &self.addr)
+            .field("tcp", &self.tcp)
+            .field("tcp_fallback", &self.tcp_fallback)
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
 }
 
-/// The address in a `turn:host:port?transport=udp` URL, when `host` is an IP address.
+impl RelayServer {
+    /// The same relay and credential over TCP, if the relay offers TCP.
+    pub fn over_tcp(&self) -> Option<RelayServer> {
+        if self.tcp {
+            return Some(self.clone());
+        }
+        Some(RelayServer {
+            addr: self.tcp_fallback?,
+            tcp: true,
+            ..self.clone()
+        })
+    }
+}
+
+/// The host, port and whether it is TCP, of a `turn:host:port[?transport=udp|tcp]` URL.
 /// (Names are resolved by the caller.)
-pub fn parse_turn_url(url: &str) -> Option<(String, u16)> {
+pub fn parse_turn_url(url: &str) -> Option<(String, u16, bool)> {
     let rest = url.strip_prefix("turn:")?;
     let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if !(query.is_empty() || query == "transport=udp") {
-        return None;
-    }
+    let tcp = match query {
+        "" | "transport=udp" => false,
+        "transport=tcp" => true,
+        _ => return None,
+    };
     let (host, port) = match hostport.strip_prefix('[') {
         Some(v6) => {
             let (h, p) = v6.split_once("]:")?;
@@ -58,7 +87,7 @@ pub fn parse_turn_url(url: &str) -> Option<(String, u16)> {
         None => hostport.rsplit_once(':')?,
     };
     let port: u16 = port.parse().ok()?;
-    (!host.is_empty() && port != 0).then(|| (host.to_owned(), port))
+    (!host.is_empty() && port != 0).then(|| (host.to_owned(), port, tcp))
 }
 
 /// Packets held for peers whose permission is pending.
@@ -90,6 +119,8 @@ pub(crate) struct TurnLink {
     /// The XOR-MAPPED-ADDRESS of the latest Allocate success response seen (not yet
     /// authenticated: it counts only once the client accepts the allocation).
     mapped: Option<SocketAddr>,
+    /// Over TCP, whose mapped address says nothing about our UDP socket's.
+    tcp: bool,
 }
 
 /// Something the session must do because of the TURN link.
@@ -127,6 +158,7 @@ impl TurnLink {
             asked: HashSet::new(),
             waiting: Vec::new(),
             mapped: None,
+            tcp: relay.tcp,
         }
     }
 
@@ -226,7 +258,7 @@ impl TurnLink {
             self.server,
             self.local,
         );
-        if self.state == RelayState::Allocating {
+        if self.state == RelayState::Allocating && !self.tcp {
             if let Some(mapped) = allocate_mapped_address(data) {
                 self.mapped = Some(mapped);
             }
@@ -323,22 +355,26 @@ mod tests {
     fn turn_urls() {
         assert_eq!(
             parse_turn_url("turn:127.0.0.1:3478?transport=udp"),
-            Some(("127.0.0.1".into(), 3478))
+            Some(("127.0.0.1".into(), 3478, false))
+        );
+        assert_eq!(
+            parse_turn_url("turn:127.0.0.1:3478?transport=tcp"),
+            Some(("127.0.0.1".into(), 3478, true))
         );
         assert_eq!(
             parse_turn_url("turn:[::1]:5000"),
-            Some(("::1".into(), 5000))
+            Some(("::1".into(), 5000, false))
         );
         assert_eq!(
             parse_turn_url("turn:relay.example.com:3478"),
-            Some(("relay.example.com".into(), 3478))
+            Some(("relay.example.com".into(), 3478, false))
         );
         for bad in [
             "stun:1.2.3.4:3478",
             "turn:1.2.3.4",
             "turn:1.2.3.4:0",
             "turn::3478",
-            "turn:1.2.3.4:3478?transport=tcp",
+            "turn:1.2.3.4:3478?transport=sctp",
             "turns:1.2.3.4:5349",
             "turn:[::1:5000",
         ] {
@@ -347,24 +383,37 @@ mod tests {
     }
 }
 
-/// The first relay of `urls` whose address resolves, with this credential.
+/// The relay `urls` name, with this credential: the first UDP URL whose address resolves,
+/// with the first such TCP URL as its fallback (or that alone, over TCP, if no UDP URL
+/// resolves).
 pub async fn resolve(urls: &[String], username: &str, password: &str) -> Option<RelayServer> {
+    let (mut udp, mut tcp) = (None, None);
     for url in urls {
-        let Some((host, port)) = parse_turn_url(url) else {
+        let Some((host, port, is_tcp)) = parse_turn_url(url) else {
             continue;
         };
-        let Ok(mut addrs) = tokio::net::lookup_host((host.as_str(), port)).await else {
+        let slot = if is_tcp { &mut tcp } else { &mut udp };
+        if slot.is_some() {
             continue;
-        };
-        if let Some(addr) = addrs.next() {
-            return Some(RelayServer {
-                addr,
-                username: username.to_owned(),
-                password: Zeroizing::new(password.to_owned()),
-            });
         }
+        let found = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next());
+        *slot = found;
     }
-    None
+    let (addr, is_tcp) = match (udp, tcp) {
+        (Some(a), _) => (a, false),
+        (None, Some(a)) => (a, true),
+        (None, None) => return None,
+    };
+    Some(RelayServer {
+        addr,
+        tcp: is_tcp,
+        tcp_fallback: tcp,
+        username: username.to_owned(),
+        password: Zeroizing::new(password.to_owned()),
+    })
 }
 
 /// Whether a session uses a TURN relay.

@@ -1,7 +1,8 @@
 //! A session whose only path is a real TURN relay (sealdesk's embedded one, on loopback):
 //! both sides relay-only, so neither learns the other's address; the relay hands packets
 //! between their two allocations; DTLS, the fingerprint check, the control channel and video
-//! all work through it, and the path is reported as relayed.
+//! all work through it, and the path is reported as relayed. Where UDP to the relay goes
+//! nowhere, the same session relays over TCP.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,6 +16,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sealdesk_proto::control::ControlMessage;
+use sealdesk_rtc::driver::Link;
+use sealdesk_rtc::relay::RelayUse;
 use sealdesk_rtc::relay::{RelayServer, RelayState};
 use sealdesk_rtc::{driver, Path, Session, SessionConfig, SessionEvent, VideoCodec};
 use sealdesk_server::relay::credentials::{issue, RelaySecret};
@@ -41,6 +44,18 @@ async fn next(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relay_only_sessions_connect_through_the_relay() {
+    relayed_session(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_udp_to_the_relay_goes_nowhere_the_viewer_relays_over_tcp() {
+    relayed_session(true).await;
+}
+
+/// Host and viewer relay-only through the embedded relay. With `viewer_udp_blocked` the
+/// viewer's credential names a UDP address that swallows everything (as a firewall would)
+/// and the relay's TCP address, and the viewer finds its way over TCP.
+async fn relayed_session(viewer_udp_blocked: bool) {
     let secret = RelaySecret::new(b"rtc-relay-test-secret".to_vec()).unwrap();
     let relay = Relay::bind(RelayConfig::new(
         "127.0.0.3:0".parse().unwrap(),
@@ -49,6 +64,7 @@ async fn two_relay_only_sessions_connect_through_the_relay() {
     .await
     .unwrap();
     let relay_addr = relay.local_addr();
+    assert!(relay.serves_tcp());
     let stats = relay.stats();
     tokio::spawn(relay.run(std::future::pending()));
     let now_unix = std::time::SystemTime::now()
@@ -59,6 +75,8 @@ async fn two_relay_only_sessions_connect_through_the_relay() {
         let c = issue(&secret, id, now_unix, 600);
         RelayServer {
             addr: relay_addr,
+            tcp: false,
+            tcp_fallback: Some(relay_addr),
             username: c.username,
             password: Zeroizing::new(c.password.to_string()),
         }
@@ -75,11 +93,32 @@ async fn two_relay_only_sessions_connect_through_the_relay() {
     let mut v = Session::with_config(now, vsock.local_addr().unwrap(), &relay_only(None)).unwrap();
     let mut h =
         Session::with_config(now, hsock.local_addr().unwrap(), &relay_only(Some(2000))).unwrap();
-    v.add_relay(now, &server("viewer"));
+    let (mut vlink, mut hlink) = (Link::new(vsock), Link::new(hsock));
     h.add_relay(now, &server("host"));
     let by = Instant::now() + Duration::from_secs(5);
-    let vs = driver::gather(&mut v, &vsock, by).await;
-    let hs = driver::gather(&mut h, &hsock, by).await;
+    let hs = driver::gather(&mut h, &mut hlink, by).await;
+    let _black_hole;
+    let vs = if viewer_udp_blocked {
+        let hole = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let urls = [
+            format!("turn:{}?transport=udp", hole.local_addr().unwrap()),
+            format!("turn:{relay_addr}?transport=tcp"),
+        ];
+        _black_hole = hole;
+        let c = issue(&secret, "viewer", now_unix, 600);
+        let credential = (&urls[..], c.username.as_str(), c.password.as_str());
+        let relayed = driver::relay_candidate(&mut v, &mut vlink, RelayUse::Only, Some(credential))
+            .await
+            .unwrap();
+        assert!(
+            vlink.relay_over_tcp(),
+            "the viewer did not fall back to TCP"
+        );
+        relayed.map(RelayState::Allocated)
+    } else {
+        v.add_relay(now, &server("viewer"));
+        driver::gather(&mut v, &mut vlink, by).await
+    };
     let (Some(RelayState::Allocated(va)), Some(RelayState::Allocated(ha))) = (vs, hs) else {
         panic!("no allocations: {vs:?} {hs:?}");
     };
@@ -95,8 +134,8 @@ async fn two_relay_only_sessions_connect_through_the_relay() {
     assert!(answer.contains("typ relay") && !answer.contains("typ host"));
     v.accept_answer(&answer).unwrap();
 
-    let (vh, mut vev, vtask) = driver::spawn(v, vsock);
-    let (hh, mut hev, htask) = driver::spawn(h, hsock);
+    let (vh, mut vev, vtask) = driver::spawn(v, vlink);
+    let (hh, mut hev, htask) = driver::spawn(h, hlink);
     next(&mut vev, |e| matches!(e, SessionEvent::Ready { .. })).await;
     next(&mut hev, |e| matches!(e, SessionEvent::Ready { .. })).await;
     vh.send_control(ControlMessage::Clipboard {
@@ -134,4 +173,30 @@ async fn two_relay_only_sessions_connect_through_the_relay() {
     vh.close().await;
     hh.close().await;
     let _ = (vtask.await, htask.await);
+}
+
+/// A session that had to reach its relay over TCP stays on TCP when it renews its
+/// allocation with a fresh credential (which names the UDP address first).
+#[test]
+fn a_renewal_keeps_a_relay_reached_over_tcp_on_tcp() {
+    let now = Instant::now();
+    let mut s = Session::new(now, "127.0.0.1:5000".parse().unwrap()).unwrap();
+    let relay = |user: &str| RelayServer {
+        addr: "127.0.0.3:3478".parse().unwrap(),
+        tcp: false,
+        tcp_fallback: Some("127.0.0.3:3479".parse().unwrap()),
+        username: user.into(),
+        password: Zeroizing::new("pw".into()),
+    };
+    s.add_relay(now, &relay("old").over_tcp().unwrap());
+    assert!(s.renew_relay(now, Some(relay("fresh"))));
+    let r = s.relay_server().unwrap();
+    assert_eq!((r.username.as_str(), r.tcp), ("fresh", true));
+    assert_eq!(r.addr, "127.0.0.3:3479".parse().unwrap());
+
+    // And one that used UDP stays on UDP.
+    let mut s = Session::new(now, "127.0.0.1:5001".parse().unwrap()).unwrap();
+    s.add_relay(now, &relay("old"));
+    assert!(s.renew_relay(now, Some(relay("fresh"))));
+    assert!(!s.relay_server().unwrap().tcp);
 }

@@ -382,8 +382,10 @@ async fn over_real_udp_sockets_with_the_driver() {
     let mut h = Session::new(now, hsock.local_addr().unwrap()).unwrap();
     connect_sealed(&mut v, &mut h);
 
-    let (vh, mut vev, vtask) = sealdesk_rtc::driver::spawn(v, vsock);
-    let (hh, mut hev, htask) = sealdesk_rtc::driver::spawn(h, hsock);
+    let (vh, mut vev, vtask) =
+        sealdesk_rtc::driver::spawn(v, sealdesk_rtc::driver::Link::new(vsock));
+    let (hh, mut hev, htask) =
+        sealdesk_rtc::driver::spawn(h, sealdesk_rtc::driver::Link::new(hsock));
     wait(&mut vev, |e| matches!(e, SessionEvent::Ready { .. }))
         .await
         .unwrap();

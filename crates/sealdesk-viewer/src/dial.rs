@@ -138,8 +138,8 @@ pub struct Connected {
 pub struct Transport {
     /// The session.
     pub rtc: Session,
-    /// Its UDP socket.
-    pub socket: UdpSocket,
+    /// Its UDP socket (and TCP connection to the relay, if UDP to it is blocked).
+    pub link: driver::Link,
     /// When dialing started (for the time to first frame).
     pub started: Instant,
     /// How to renegotiate ICE with the host when the path is lost (set by the caller once
@@ -248,7 +248,7 @@ pub async fn media(
     codecs: &[VideoCodec],
     relay_use: RelayUse,
     relay: Option<&RelayCredential>,
-) -> Result<(Session, UdpSocket), DialError> {
+) -> Result<(Session, driver::Link), DialError> {
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
         .await
         .map_err(|e| DialError::Local(format!("cannot open a UDP socket: {e}")))?;
@@ -261,19 +261,20 @@ pub async fn media(
         host_candidate: relay_use != RelayUse::Only,
     };
     let mut rtc = Session::with_config(Instant::now(), local, &config)?;
-    add_relay(&mut rtc, &socket, relay_use, relay).await?;
-    Ok((rtc, socket))
+    let mut link = driver::Link::new(socket);
+    add_relay(&mut rtc, &mut link, relay_use, relay).await?;
+    Ok((rtc, link))
 }
 
 /// Allocates on the relay `relay` names (if any) and waits for the relayed candidate.
 pub async fn add_relay(
     rtc: &mut Session,
-    socket: &UdpSocket,
+    link: &mut driver::Link,
     relay_use: RelayUse,
     relay: Option<&RelayCredential>,
 ) -> Result<(), DialError> {
     let credential = relay.map(|c| (c.urls.as_slice(), c.username.as_str(), c.password.as_str()));
-    driver::relay_candidate(rtc, socket, relay_use, credential)
+    driver::relay_candidate(rtc, link, relay_use, credential)
         .await
         .map(drop)
         .map_err(DialError::Relay)
@@ -318,7 +319,7 @@ pub async fn dial(
         RelayUse::Off => None,
         _ => fetch_relay(client, Duration::from_secs(3)).await,
     };
-    let (mut rtc, socket) = media(
+    let (mut rtc, link) = media(
         config.local_ip,
         &config.codecs,
         config.relay,
@@ -440,7 +441,7 @@ pub async fn dial(
         host,
         transport: Transport {
             rtc,
-            socket,
+            link,
             started,
             restarter: None,
             relay_expires_at: credential.as_ref().map(|c| c.expires_at),

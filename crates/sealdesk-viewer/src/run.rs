@@ -258,7 +258,7 @@ pub async fn run(
     let started = transport.started;
     let restarter = transport.restarter;
     let relay_expires = transport.relay_expires_at;
-    let (handle, mut events, task) = driver::spawn(transport.rtc, transport.socket);
+    let (handle, mut events, task) = driver::spawn(transport.rtc, transport.link);
     let counters = Arc::new(DecodeCounters::default());
     let (decode_tx, decode_rx) = sync_channel::<Packet>(DECODE_QUEUE);
     let decoder = {

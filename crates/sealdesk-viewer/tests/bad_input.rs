@@ -61,7 +61,7 @@ async fn garbage_from_the_host_is_dropped_and_bad_frames_ask_for_a_keyframe() {
     let (_input_tx, input_rx) = tokio::sync::mpsc::channel(8);
     let transport = Transport {
         rtc: v,
-        socket: vsock,
+        link: sealdesk_rtc::driver::Link::new(vsock),
         started: now,
         restarter: None,
         relay_expires_at: None,
@@ -75,7 +75,7 @@ async fn garbage_from_the_host_is_dropped_and_bad_frames_ask_for_a_keyframe() {
         ViewerLimits::default(),
         |_| {},
     ));
-    let (host, mut events, task) = driver::spawn(h, hsock);
+    let (host, mut events, task) = driver::spawn(h, driver::Link::new(hsock));
     next(&mut events, |e| matches!(e, SessionEvent::Ready { .. })).await;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);

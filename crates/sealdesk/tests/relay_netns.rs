@@ -213,16 +213,7 @@ impl Lab {
                 &format!("10.88.{n}.1"),
             ]);
             sysctl(nat, "net.ipv4.ip_forward=1");
-            let nft = |args: &[&str]| {
-                let st = Command::new("ip")
-                    .args(["netns", "exec", nat, "nft"])
-                    .args(args)
-                    .status()
-                    .unwrap_or_else(|e| {
-                        panic!("cannot run nft ({e}): this test needs nftables (scripts/test installs it)")
-                    });
-                assert!(st.success(), "nft {args:?} failed");
-            };
+            let nft = |args: &[&str]| nft(nat, args);
             nft(&["add", "table", "ip", "nat"]);
             nft(&["add chain ip nat post { type nat hook postrouting priority 100 ; }"]);
             nft(&[
@@ -285,6 +276,23 @@ impl Lab {
             .unwrap();
         assert!(status.success());
     }
+}
+
+/// Runs `nft` with `args` in namespace `ns`; returns what it printed.
+fn nft(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run nft ({e}): this test needs nftables (scripts/test installs it)")
+        });
+    assert!(
+        out.status.success(),
+        "nft {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn sysctl(ns: &str, setting: &str) {
@@ -458,8 +466,8 @@ fn relay_machine_with(
         std::fs::write(
             &config,
             format!(
-                "[relay]\nenabled = false\nurls = [\"turn:{RELAY_IP}:3478?transport=udp\"]\n\
-                 secret = \"{SECRET}\"\n{relay_toml}"
+                "[relay]\nenabled = false\nurls = [\"turn:{RELAY_IP}:3478?transport=udp\", \
+                 \"turn:{RELAY_IP}:3478?transport=tcp\"]\nsecret = \"{SECRET}\"\n{relay_toml}"
             ),
         )
         .unwrap();
@@ -581,7 +589,21 @@ fn capturing(pid: u32) -> bool {
 /// reconnect to signaling, and the viewer's ICE restart goes through once they have.
 #[test]
 fn when_the_embedded_relay_restarts_with_its_server_the_session_recovers() {
+    embedded_relay_restart(false);
+}
+
+/// The same with the host reaching the relay over TCP: its new allocation needs a new
+/// connection, which the restart makes.
+#[test]
+fn when_the_embedded_relay_restarts_a_session_relayed_over_tcp_recovers() {
+    embedded_relay_restart(true);
+}
+
+fn embedded_relay_restart(host_udp_blocked: bool) {
     let lab = Lab::new();
+    if host_udp_blocked {
+        block_udp_to_relay(&lab.host);
+    }
     let server_dir = tempfile::tempdir().unwrap();
     let (mut machine, url) = relay_machine(&lab, Relay::Embedded, server_dir.path());
     let (xvfb, desk, mut s) = relayed_session(&lab, &url);
@@ -607,6 +629,9 @@ fn when_the_embedded_relay_restarts_with_its_server_the_session_recovers() {
     s.viewer.send("end");
     assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
     drop(machine);
+    if host_udp_blocked {
+        assert!(udp_dropped(&lab.host) > 0);
+    }
 }
 
 /// TURN credentials expire, and relays refuse every request made with an expired one —
@@ -747,6 +772,65 @@ fn behind_two_nats_the_session_goes_direct_through_server_reflexive_candidates()
     desk.wait_events(WAIT, |_| desk.typed().ends_with("nat"));
     s.viewer.send("end");
     assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+}
+
+#[test]
+fn where_udp_is_blocked_the_host_relays_over_tcp_to_the_embedded_relay() {
+    udp_blocked(Relay::Embedded);
+}
+
+#[test]
+fn where_udp_is_blocked_the_host_relays_over_tcp_to_coturn() {
+    udp_blocked(Relay::Coturn);
+}
+
+/// The host's network lets no UDP out to the relay's machine (as some corporate networks
+/// do), so neither the direct path nor TURN over UDP exists for it: it allocates over TCP,
+/// and the session works through that.
+fn udp_blocked(relay: Relay) {
+    let lab = Lab::new();
+    block_udp_to_relay(&lab.host);
+    let server_dir = tempfile::tempdir().unwrap();
+    let (_machine, url) = relay_machine(&lab, relay, server_dir.path());
+    let (xvfb, desk, mut s) = relayed_session(&lab, &url);
+    assert_picture(
+        &mut s.viewer,
+        xvfb.display(),
+        "with the host relaying over TCP",
+    );
+    s.viewer.send("type tcp");
+    desk.wait_events(WAIT, |_| desk.typed().ends_with("tcp"));
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    // The host did try UDP, and the firewall dropped it.
+    assert!(udp_dropped(&lab.host) > 0);
+}
+
+/// A firewall in `ns` that drops (and counts) all UDP to the relay's machine.
+fn block_udp_to_relay(ns: &str) {
+    nft(ns, &["add", "table", "inet", "fw"]);
+    nft(
+        ns,
+        &["add chain inet fw out { type filter hook output priority 0 ; }"],
+    );
+    nft(
+        ns,
+        &[
+            "add", "rule", "inet", "fw", "out", "ip", "daddr", RELAY_IP, "meta", "l4proto", "udp",
+            "counter", "drop",
+        ],
+    );
+}
+
+/// How many packets [`block_udp_to_relay`]'s rule dropped.
+fn udp_dropped(ns: &str) -> u64 {
+    let rules = nft(ns, &["list", "table", "inet", "fw"]);
+    rules
+        .split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {rules}"))
 }
 
 #[test]

@@ -19,7 +19,8 @@
 pub mod credentials;
 pub mod filter;
 pub mod policy;
-pub mod tcp;
+/// TURN over TCP framing (shared with the TURN client in `sealdesk-rtc`).
+pub use sealdesk_proto::turn_tcp as tcp;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -3,8 +3,9 @@
 //! the data length), and over TCP ChannelData is padded to a multiple of 4 bytes.
 //!
 //! The buffer is bounded: a declared length above [`MAX_FRAME`], or bytes that are neither,
-//! are a protocol error and the connection is closed — nothing a client sends can make the
-//! relay hold more than one frame. Frames are handed on without padding (the TURN state
+//! are a protocol error and the connection is closed — nothing a peer sends can make the
+//! other side hold more than one frame. The relay (`sealdesk-server`) and the TURN client
+//! (`sealdesk-rtc`) both frame with it. Frames are handed on without padding (the TURN state
 //! machine parses exact ChannelData); frames sent to a client get their padding back
 //! ([`pad_channel_data`]).
 
