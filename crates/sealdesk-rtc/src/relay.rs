@@ -92,6 +92,8 @@ pub fn parse_turn_url(url: &str) -> Option<(String, u16, bool)> {
 
 /// Packets held for peers whose permission is pending.
 const MAX_WAITING: usize = 32;
+/// Peers a channel is bound for, at most (ICE uses one or two).
+const MAX_CHANNELS: usize = 8;
 
 /// How the allocation is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,9 @@ pub(crate) struct TurnLink {
     state: RelayState,
     /// Peer IPs a permission was asked for.
     asked: HashSet<IpAddr>,
+    /// Peers a channel was asked for: their packets then travel as ChannelData (4 bytes of
+    /// framing instead of a 36-byte Send indication).
+    channels: HashSet<SocketAddr>,
     /// Packets to peers whose permission is still being asked for (sent once it is granted,
     /// instead of waiting for ICE to retransmit its checks).
     waiting: Vec<(SocketAddr, Vec<u8>)>,
@@ -156,6 +161,7 @@ impl TurnLink {
             base: now,
             state: RelayState::Allocating,
             asked: HashSet::new(),
+            channels: HashSet::new(),
             waiting: Vec::new(),
             mapped: None,
             tcp: relay.tcp,
@@ -300,6 +306,17 @@ impl TurnLink {
             Ok(Some(b)) => {
                 let b = b.build();
                 out.push(LinkOutput::Transmit(b.to, b.data));
+                // A peer we send to with a permission: bind a channel (refreshed by the
+                // client, like the permission).
+                if self.channels.len() < MAX_CHANNELS && self.channels.insert(peer) {
+                    match self.client.bind_channel(TransportType::Udp, peer, t) {
+                        Ok(()) | Err(turn_client_proto::api::BindChannelError::AlreadyExists) => {}
+                        Err(e) => {
+                            tracing::debug!(error = ?e, %peer, "cannot bind a channel");
+                            self.channels.remove(&peer);
+                        }
+                    }
+                }
             }
             Ok(None) => {}
             Err(_) => {

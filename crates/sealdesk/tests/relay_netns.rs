@@ -930,6 +930,21 @@ fn session_through(relay: Relay) {
         assert!(leaks.is_empty(), "{secret} crossed the relay as {leaks:?}");
     }
 
+    // Both ends bound channels: the bulk travels as ChannelData, not Send/Data indications.
+    let datagrams = common::keys::udp_payloads(&pcap);
+    let channel_data = datagrams
+        .iter()
+        .filter(|d| (0x40..=0x4f).contains(&d[0]))
+        .count();
+    let indications = datagrams
+        .iter()
+        .filter(|d| d.len() > 1 && d[0] == 0 && (d[1] == 0x16 || d[1] == 0x17))
+        .count();
+    assert!(
+        channel_data > 100 && channel_data > 4 * indications,
+        "{channel_data} ChannelData and {indications} Send/Data indications"
+    );
+
     // Neither end's session keys crossed the relay in any form...
     assert_eq!(keys.records.len(), 2, "one record key per direction");
     assert_eq!(keys.srtp.len(), 1, "one SRTP keying material, at both ends");
