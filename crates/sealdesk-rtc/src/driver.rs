@@ -43,6 +43,8 @@ const UDP_ALLOCATE_TIMEOUT: Duration = Duration::from_millis(1500);
 #[derive(Debug)]
 pub struct Link {
     udp: UdpSocket,
+    /// The socket's address, read once (it is on every received packet's path).
+    local: Option<SocketAddr>,
     relay: Option<RelayStream>,
 }
 
@@ -67,12 +69,17 @@ enum Incoming {
 impl Link {
     /// A link over `udp` alone.
     pub fn new(udp: UdpSocket) -> Self {
-        Self { udp, relay: None }
+        let local = udp.local_addr().ok();
+        Self {
+            udp,
+            local,
+            relay: None,
+        }
     }
 
     /// The UDP socket's address (the session's local address).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.udp.local_addr()
+        self.local.map_or_else(|| self.udp.local_addr(), Ok)
     }
 
     /// Whether the relay is reached over TCP now.
@@ -115,24 +122,21 @@ impl Link {
 
     /// The next datagram (into `buf`) or frames from the relay. Cancel-safe.
     async fn recv(&mut self, buf: &mut [u8]) -> Incoming {
-        let Self { udp, relay } = self;
-        let Some(r) = relay.as_mut() else {
-            return match udp.recv_from(buf).await {
-                Ok((n, from)) => Incoming::Datagram(n, from),
-                Err(e) => {
+        fn datagram(got: std::io::Result<(usize, SocketAddr)>) -> Incoming {
+            got.map_or_else(
+                |e| {
                     tracing::debug!(error = %e, "receive failed");
                     Incoming::Nothing
-                }
-            };
+                },
+                |(n, from)| Incoming::Datagram(n, from),
+            )
+        }
+        let Self { udp, relay, .. } = self;
+        let Some(r) = relay.as_mut() else {
+            return datagram(udp.recv_from(buf).await);
         };
         tokio::select! {
-            got = udp.recv_from(buf) => match got {
-                Ok((n, from)) => Incoming::Datagram(n, from),
-                Err(e) => {
-                    tracing::debug!(error = %e, "receive failed");
-                    Incoming::Nothing
-                }
-            },
+            got = udp.recv_from(buf) => datagram(got),
             got = r.stream.read(&mut r.buf) => {
                 let n = match got {
                     Ok(0) => {
@@ -168,7 +172,7 @@ impl Link {
 
     /// Hands what [`Link::recv`] got to `session`.
     fn deliver(&self, session: &mut Session, buf: &[u8], got: Incoming) -> std::io::Result<()> {
-        let local = self.udp.local_addr()?;
+        let local = self.local_addr()?;
         match got {
             Incoming::Datagram(n, from) => {
                 if let Some(data) = buf.get(..n) {
