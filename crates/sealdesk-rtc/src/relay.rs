@@ -148,12 +148,23 @@ impl TurnLink {
         });
         // sealdesk's relays refuse anonymous (USERHASH) requests; coturn never offers them.
         cfg.set_anonymous_username(turn_client_proto::stun::auth::Feature::Disabled);
-        cfg.set_request_retransmits(
-            Duration::from_millis(250),
-            Duration::from_secs(2),
-            5,
-            Duration::from_secs(2),
-        );
+        if relay.tcp {
+            // A reliable transport: one transmission per request (RFC 8489 §6.2.2), waiting
+            // as long as the UDP schedule below does in all (250 + 500 + 1000 + 2000 + 2000 ms).
+            cfg.set_request_retransmits(
+                Duration::from_millis(250),
+                Duration::from_secs(2),
+                1,
+                Duration::from_millis(5750),
+            );
+        } else {
+            cfg.set_request_retransmits(
+                Duration::from_millis(250),
+                Duration::from_secs(2),
+                5,
+                Duration::from_secs(2),
+            );
+        }
         Self {
             client: TurnClientUdp::allocate(local, relay.addr, cfg),
             local,
