@@ -159,7 +159,13 @@ pub enum HostEvent {
     },
     /// The signaling connection dropped and is being re-established.
     SignalingLost(String),
+    /// UDP to the relay is blocked from here: sessions relay over TCP (tried first for the
+    /// next [`TCP_FIRST_FOR`]).
+    RelayOverTcp,
 }
+
+/// How long, after UDP to the relay was found blocked, sessions try TCP first.
+pub const TCP_FIRST_FOR: Duration = Duration::from_secs(600);
 
 /// What the host's user can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +263,8 @@ struct Agent {
     relay_refresh: Option<Instant>,
     /// How long the latest credential lived when it came, seconds.
     relay_life: u64,
+    /// Since when UDP to the relay has been found blocked (sessions then try TCP first).
+    relay_tcp_since: Option<Instant>,
     /// The answer to the viewer's ICE restart, being made by the session.
     restart: Option<oneshot::Receiver<Result<String, sealdesk_rtc::SessionError>>>,
 }
@@ -284,6 +292,7 @@ pub async fn serve(
         relay: None,
         relay_refresh: None,
         relay_life: 0,
+        relay_tcp_since: None,
         restart: None,
     };
     agent.ask_relay().await;
@@ -494,7 +503,19 @@ impl Agent {
             .as_ref()
             .map(|c| (c.urls.as_slice(), c.username.as_str(), c.password.as_str()));
         let mut link = driver::Link::new(socket);
-        driver::relay_candidate(&mut rtc, &mut link, relay_use, credential).await?;
+        let tcp_first = self
+            .relay_tcp_since
+            .is_some_and(|t| t.elapsed() < TCP_FIRST_FOR);
+        let relayed =
+            driver::relay_candidate(&mut rtc, &mut link, relay_use, credential, tcp_first).await?;
+        if link.relay_over_tcp() {
+            if !tcp_first {
+                self.relay_tcp_since = Some(Instant::now());
+                self.emit(HostEvent::RelayOverTcp).await;
+            }
+        } else if relayed.is_some() {
+            self.relay_tcp_since = None;
+        }
         Ok(Media { rtc, link })
     }
 

@@ -524,7 +524,9 @@ pub async fn gather(
 pub const GATHER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Adds a relayed candidate to `session` from the relay a credential names — `(urls,
-/// username, password)` — and waits for it ([`gather`]). With [`RelayUse::Only`] anything
+/// username, password)` — and waits for it ([`gather`]). Over UDP first, then (after
+/// 1.5 s without an allocation) over TCP if the relay takes it; with `tcp_first` — UDP was
+/// blocked last time — the other way round. With [`RelayUse::Only`] anything
 /// that prevents it is an error (in words); with [`RelayUse::Fallback`] the session goes on
 /// without. Returns the relayed address.
 ///
@@ -535,6 +537,7 @@ pub async fn relay_candidate(
     link: &mut Link,
     relay_use: crate::relay::RelayUse,
     credential: Option<(&[String], &str, &str)>,
+    tcp_first: bool,
 ) -> Result<Option<SocketAddr>, String> {
     use crate::relay::{RelayState, RelayUse};
     let only = relay_use == RelayUse::Only;
@@ -557,6 +560,9 @@ pub async fn relay_candidate(
     // UDP first; where it gets no allocation soon and the relay takes TCP, over TCP.
     let mut attempts = vec![server.clone()];
     attempts.extend(server.over_tcp().filter(|_| !server.tcp));
+    if tcp_first {
+        attempts.reverse();
+    }
     let mut failure = String::new();
     for (i, relay) in attempts.iter().enumerate() {
         let last = i + 1 == attempts.len();

@@ -44,18 +44,25 @@ async fn next(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relay_only_sessions_connect_through_the_relay() {
-    relayed_session(false).await;
+    relayed_session(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn where_udp_to_the_relay_goes_nowhere_the_viewer_relays_over_tcp() {
-    relayed_session(true).await;
+    relayed_session(Some(false)).await;
+}
+
+/// Told that UDP was blocked last time, the viewer goes to TCP without trying UDP first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn told_that_udp_was_blocked_the_viewer_tries_tcp_first() {
+    relayed_session(Some(true)).await;
 }
 
 /// Host and viewer relay-only through the embedded relay. With `viewer_udp_blocked` the
 /// viewer's credential names a UDP address that swallows everything (as a firewall would)
-/// and the relay's TCP address, and the viewer finds its way over TCP.
-async fn relayed_session(viewer_udp_blocked: bool) {
+/// and the relay's TCP address, and the viewer finds its way over TCP — trying UDP first
+/// unless `Some(true)` (TCP first).
+async fn relayed_session(viewer_udp_blocked: Option<bool>) {
     let secret = RelaySecret::new(b"rtc-relay-test-secret".to_vec()).unwrap();
     let relay = Relay::bind(RelayConfig::new(
         "127.0.0.3:0".parse().unwrap(),
@@ -98,22 +105,31 @@ async fn relayed_session(viewer_udp_blocked: bool) {
     let by = Instant::now() + Duration::from_secs(5);
     let hs = driver::gather(&mut h, &mut hlink, by).await;
     let _black_hole;
-    let vs = if viewer_udp_blocked {
+    let vs = if let Some(tcp_first) = viewer_udp_blocked {
         let hole = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let urls = [
             format!("turn:{}?transport=udp", hole.local_addr().unwrap()),
             format!("turn:{relay_addr}?transport=tcp"),
         ];
-        _black_hole = hole;
         let c = issue(&secret, "viewer", now_unix, 600);
         let credential = (&urls[..], c.username.as_str(), c.password.as_str());
-        let relayed = driver::relay_candidate(&mut v, &mut vlink, RelayUse::Only, Some(credential))
-            .await
-            .unwrap();
+        let relayed = driver::relay_candidate(
+            &mut v,
+            &mut vlink,
+            RelayUse::Only,
+            Some(credential),
+            tcp_first,
+        )
+        .await
+        .unwrap();
         assert!(
             vlink.relay_over_tcp(),
             "the viewer did not fall back to TCP"
         );
+        // UDP was tried (its Allocate reached the black hole) only when not told otherwise.
+        let mut b = [0u8; 1500];
+        assert_eq!(hole.try_recv_from(&mut b).is_ok(), !tcp_first);
+        _black_hole = hole;
         relayed.map(RelayState::Allocated)
     } else {
         v.add_relay(now, &server("viewer"));

@@ -274,7 +274,7 @@ pub async fn add_relay(
     relay: Option<&RelayCredential>,
 ) -> Result<(), DialError> {
     let credential = relay.map(|c| (c.urls.as_slice(), c.username.as_str(), c.password.as_str()));
-    driver::relay_candidate(rtc, link, relay_use, credential)
+    driver::relay_candidate(rtc, link, relay_use, credential, false)
         .await
         .map(drop)
         .map_err(DialError::Relay)

@@ -295,6 +295,11 @@ impl Terminal {
             HostEvent::SignalingLost(why) => {
                 println!("lost the signaling server ({why}); reconnecting…");
             }
+            HostEvent::RelayOverTcp => println!(
+                "relay: UDP to it is blocked from here, so sessions relay over TCP (tried first \
+                 for the next {} minutes)",
+                sealdesk_host::agent::TCP_FIRST_FOR.as_secs() / 60
+            ),
             _ => {}
         }
     }

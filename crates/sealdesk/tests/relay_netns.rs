@@ -802,8 +802,10 @@ fn udp_blocked(relay: Relay) {
     desk.wait_events(WAIT, |_| desk.typed().ends_with("tcp"));
     s.viewer.send("end");
     assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
-    // The host did try UDP, and the firewall dropped it.
+    // The host did try UDP, and the firewall dropped it; its user was told.
     assert!(udp_dropped(&lab.host) > 0);
+    let told = "relay: UDP to it is blocked from here, so sessions relay over TCP";
+    assert!(s.host.output().contains(told), "{}", s.host.output());
 }
 
 /// A firewall in `ns` that drops (and counts) all UDP to the relay's machine.
