@@ -82,6 +82,8 @@ pub enum DialEvent {
     WaitingForApproval,
     /// The host said yes with these permissions; the transport comes next.
     Accepted(Permissions),
+    /// UDP to the relay is blocked from here: the relayed candidate is over TCP.
+    RelayOverTcp,
 }
 
 /// Why connecting failed.
@@ -326,6 +328,9 @@ pub async fn dial(
         credential.as_ref(),
     )
     .await?;
+    if link.relay_over_tcp() {
+        progress(DialEvent::RelayOverTcp);
+    }
     let host = Peer::new(routing);
     let fp_v = rtc.local_fingerprint();
     let offer = Offer::default();

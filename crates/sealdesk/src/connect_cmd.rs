@@ -191,6 +191,9 @@ fn print_progress(ev: DialEvent) {
         ),
         DialEvent::WaitingForApproval => println!("waiting for the host's user to approve…"),
         DialEvent::Accepted(p) => println!("approved: it allows {p}"),
+        DialEvent::RelayOverTcp => {
+            println!("relay: UDP to it is blocked from here, so this session relays over TCP")
+        }
         _ => {}
     }
 }

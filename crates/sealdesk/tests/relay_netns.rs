@@ -784,6 +784,28 @@ fn where_udp_is_blocked_the_host_relays_over_tcp_to_coturn() {
     udp_blocked(Relay::Coturn);
 }
 
+/// The viewer's side of it: its network lets no UDP out to the relay.
+#[test]
+fn where_udp_is_blocked_the_viewer_relays_over_tcp() {
+    let lab = Lab::new();
+    block_udp_to_relay(&lab.viewer);
+    let server_dir = tempfile::tempdir().unwrap();
+    let (_machine, url) = relay_machine(&lab, Relay::Embedded, server_dir.path());
+    let (xvfb, desk, mut s) = relayed_session(&lab, &url);
+    assert_picture(
+        &mut s.viewer,
+        xvfb.display(),
+        "with the viewer relaying over TCP",
+    );
+    s.viewer.send("type tcp");
+    desk.wait_events(WAIT, |_| desk.typed().ends_with("tcp"));
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    assert!(udp_dropped(&lab.viewer) > 0);
+    let told = "relay: UDP to it is blocked from here, so this session relays over TCP";
+    assert!(s.viewer.output().contains(told), "{}", s.viewer.output());
+}
+
 /// The host's network lets no UDP out to the relay's machine (as some corporate networks
 /// do), so neither the direct path nor TURN over UDP exists for it: it allocates over TCP,
 /// and the session works through that.
