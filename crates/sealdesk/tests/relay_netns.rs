@@ -776,58 +776,61 @@ fn behind_two_nats_the_session_goes_direct_through_server_reflexive_candidates()
 
 #[test]
 fn where_udp_is_blocked_the_host_relays_over_tcp_to_the_embedded_relay() {
-    udp_blocked(Relay::Embedded);
+    udp_blocked(Relay::Embedded, Side::Host);
 }
 
 #[test]
 fn where_udp_is_blocked_the_host_relays_over_tcp_to_coturn() {
-    udp_blocked(Relay::Coturn);
+    udp_blocked(Relay::Coturn, Side::Host);
 }
 
-/// The viewer's side of it: its network lets no UDP out to the relay.
 #[test]
 fn where_udp_is_blocked_the_viewer_relays_over_tcp() {
-    let lab = Lab::new();
-    block_udp_to_relay(&lab.viewer);
-    let server_dir = tempfile::tempdir().unwrap();
-    let (_machine, url) = relay_machine(&lab, Relay::Embedded, server_dir.path());
-    let (xvfb, desk, mut s) = relayed_session(&lab, &url);
-    assert_picture(
-        &mut s.viewer,
-        xvfb.display(),
-        "with the viewer relaying over TCP",
-    );
-    s.viewer.send("type tcp");
-    desk.wait_events(WAIT, |_| desk.typed().ends_with("tcp"));
-    s.viewer.send("end");
-    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
-    assert!(udp_dropped(&lab.viewer) > 0);
-    let told = "relay: UDP to it is blocked from here, so this session relays over TCP";
-    assert!(s.viewer.output().contains(told), "{}", s.viewer.output());
+    udp_blocked(Relay::Embedded, Side::Viewer);
 }
 
-/// The host's network lets no UDP out to the relay's machine (as some corporate networks
-/// do), so neither the direct path nor TURN over UDP exists for it: it allocates over TCP,
-/// and the session works through that.
-fn udp_blocked(relay: Relay) {
+/// Which end's network blocks UDP.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Host,
+    Viewer,
+}
+
+/// `side`'s network lets no UDP out to the relay's machine (as some corporate networks do),
+/// so neither the direct path nor TURN over UDP exists for it: it allocates over TCP, the
+/// session works through that, and its user is told.
+fn udp_blocked(relay: Relay, side: Side) {
     let lab = Lab::new();
-    block_udp_to_relay(&lab.host);
+    let ns = match side {
+        Side::Host => &lab.host,
+        Side::Viewer => &lab.viewer,
+    };
+    block_udp_to_relay(ns);
     let server_dir = tempfile::tempdir().unwrap();
     let (_machine, url) = relay_machine(&lab, relay, server_dir.path());
     let (xvfb, desk, mut s) = relayed_session(&lab, &url);
     assert_picture(
         &mut s.viewer,
         xvfb.display(),
-        "with the host relaying over TCP",
+        &format!("with the {side:?} relaying over TCP"),
     );
     s.viewer.send("type tcp");
     desk.wait_events(WAIT, |_| desk.typed().ends_with("tcp"));
     s.viewer.send("end");
     assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
-    // The host did try UDP, and the firewall dropped it; its user was told.
-    assert!(udp_dropped(&lab.host) > 0);
-    let told = "relay: UDP to it is blocked from here, so sessions relay over TCP";
-    assert!(s.host.output().contains(told), "{}", s.host.output());
+    // It did try UDP, and the firewall dropped it.
+    assert!(udp_dropped(ns) > 0);
+    let (told, output) = match side {
+        Side::Host => (
+            "relay: UDP to it is blocked from here, so sessions relay over TCP",
+            s.host.output(),
+        ),
+        Side::Viewer => (
+            "relay: UDP to it is blocked from here, so this session relays over TCP",
+            s.viewer.output(),
+        ),
+    };
+    assert!(output.contains(told), "{output}");
 }
 
 /// A firewall in `ns` that drops (and counts) all UDP to the relay's machine.
