@@ -23,6 +23,7 @@
 //! ```
 
 pub mod backoff;
+pub mod recording;
 pub mod signal;
 pub mod store;
 pub mod trust_store;

@@ -43,8 +43,16 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use sealdesk_client::recording::{dir_name, RecordingSink};
+use sealdesk_record::body::Event as RecEvent;
+use sealdesk_record::cert::VerifiedRecipient;
+use sealdesk_record::segment::{Recorder, SegmentPolicy};
+use sealdesk_record::RecordingId;
+
 use crate::clipboard::SyncedClipboard;
-use crate::session::{self, SessionControl, SessionNote, SessionSetup, SessionSummary};
+use crate::session::{
+    self, SessionControl, SessionNote, SessionRecording, SessionSetup, SessionSummary,
+};
 
 /// Where the congestion controller's estimate starts, kbit/s — the pacer's first rate.
 /// The encoder starts lower ([`crate::pipeline::PipelineConfig::initial_kbps`]), so the first keyframe is not
@@ -86,6 +94,19 @@ pub struct HostConfig {
     pub local_ip: IpAddr,
     /// Whether sessions use the signaling server's relay.
     pub relay: RelayUse,
+    /// Record every session (DESIGN.md §7).
+    pub recording: Option<HostRecording>,
+}
+
+/// Recording every session to an owner whose recipient certificate verified.
+#[derive(Debug, Clone)]
+pub struct HostRecording {
+    /// The verified recipient.
+    pub recipient: VerifiedRecipient,
+    /// Where recordings go: one new directory per session inside.
+    pub dir: PathBuf,
+    /// Keep clipboard text in the recording (else only sizes).
+    pub keep_clipboard: bool,
 }
 
 /// A question for the host's user: may this viewer in?
@@ -162,6 +183,13 @@ pub enum HostEvent {
     /// UDP to the relay is blocked from here: sessions relay over TCP (tried first for the
     /// next [`TCP_FIRST_FOR`]).
     RelayOverTcp,
+    /// This session is being recorded (the viewer is told too).
+    Recording {
+        /// The recording's directory.
+        dir: PathBuf,
+        /// For whom ("label (fingerprint)").
+        owner: String,
+    },
 }
 
 /// How long, after UDP to the relay was found blocked, sessions try TCP first.
@@ -1047,13 +1075,29 @@ impl Agent {
         } else {
             None
         };
+        let recording = match self.start_recording(&est.peer) {
+            Ok(r) => r,
+            Err(e) => {
+                // Asked to record and cannot: no unrecorded session.
+                let why = format!("cannot record the session, so it does not start: {e}");
+                let _ = sealed;
+                return self.fail(peer.from, why).await;
+            }
+        };
+        if let Some(r) = &recording {
+            self.emit(HostEvent::Recording {
+                dir: r.sink.dir().to_path_buf(),
+                owner: r.owner.clone(),
+            })
+            .await;
+        }
         let (control, end) = SessionControl::new();
         let events = self.events.clone();
         let notes = move |note| {
             let _ = events.try_send(HostEvent::Session(note));
         };
         self.task = Some(tokio::spawn(session::run(
-            media.rtc, media.link, setup, clipboard, end, notes,
+            media.rtc, media.link, setup, clipboard, recording, end, notes,
         )));
         self.emit(HostEvent::SessionStarted {
             peer: est.peer.clone(),
@@ -1066,6 +1110,47 @@ impl Agent {
             sealed,
             control,
         };
+    }
+
+    /// A new recording for a session with `peer`, if this host records.
+    fn start_recording(
+        &self,
+        peer: &PeerIdentity,
+    ) -> Result<Option<SessionRecording>, std::io::Error> {
+        let Some(config) = &self.config.recording else {
+            return Ok(None);
+        };
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut OsRng, &mut id);
+        let id = RecordingId(id);
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let started = Instant::now();
+        let recorder = Recorder::new(
+            id,
+            unix_ms,
+            self.identity.clone(),
+            config.recipient.clone(),
+            SegmentPolicy::default(),
+        );
+        let dir = config.dir.join(dir_name(unix_ms, &id));
+        let sink = RecordingSink::start(dir, recorder, started)?;
+        sink.event(RecEvent::Started {
+            by_host: true,
+            peer_fingerprint: peer.fingerprint().0,
+            peer_label: peer.label.clone(),
+        });
+        let owner = format!(
+            "{} ({})",
+            config.recipient.label(),
+            sealdesk_auth::DeviceFingerprint::of(config.recipient.owner()).short()
+        );
+        Ok(Some(SessionRecording {
+            sink: Arc::new(sink),
+            owner,
+            keep_clipboard: config.keep_clipboard,
+        }))
     }
 
     async fn on_timeout(&mut self) {

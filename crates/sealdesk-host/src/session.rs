@@ -29,6 +29,9 @@ use sealdesk_rtc::relay::RelayServer;
 use sealdesk_rtc::{Path, Session, SessionError, SessionEvent, VideoCodec};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use sealdesk_client::recording::{RecordingSink, RecordingSummary};
+use sealdesk_record::body::{Event as RecEvent, VideoCodec as RecCodec};
+
 use crate::clipboard::SyncedClipboard;
 use crate::gate::{Gate, Verdict};
 use crate::inject::InputThread;
@@ -113,6 +116,27 @@ pub enum SessionNote {
         /// Its index.
         index: u8,
     },
+    /// The viewer records this session (`active`) or stopped; `owner` is whom it says the
+    /// recording is for (its words, unverified).
+    ViewerRecording {
+        /// Recording now.
+        active: bool,
+        /// For whom, as the viewer says.
+        owner: String,
+    },
+    /// This host's recording of the session stopped early (a disk error); the session goes on.
+    RecordingFailed(String),
+}
+
+/// This host records the session (DESIGN.md §7): where, for whom, and what to keep.
+#[derive(Debug, Clone)]
+pub struct SessionRecording {
+    /// The running recording.
+    pub sink: Arc<RecordingSink>,
+    /// The owner, in words for the viewer ("label (fingerprint)").
+    pub owner: String,
+    /// Keep clipboard text in the recording (else only its size).
+    pub keep_clipboard: bool,
 }
 
 /// Why a session ended.
@@ -177,6 +201,8 @@ pub struct SessionSummary {
     pub malformed: u64,
     /// The path, when known.
     pub path: Option<Path>,
+    /// What this host recorded, if it recorded.
+    pub recording: Option<RecordingSummary>,
 }
 
 /// An ICE restart offer from the viewer (opened and checked) and where its answer goes.
@@ -243,6 +269,7 @@ pub async fn run(
     link: driver::Link,
     setup: SessionSetup,
     clipboard: Option<SyncedClipboard>,
+    recording: Option<SessionRecording>,
     mut inbox: SessionInbox,
     mut notes: impl FnMut(SessionNote),
 ) -> SessionSummary {
@@ -264,6 +291,9 @@ pub async fn run(
         malformed: 0,
         path: None,
         ping_id: 0,
+        recording,
+        input_counts: [0; 4],
+        recording_failed: false,
     };
     // The answer already says which codecs the viewer takes: prime the encoder now.
     if let Some(codec) = pick_codec(&answered, run.setup.capture.codec) {
@@ -280,6 +310,17 @@ pub async fn run(
 struct Outbox {
     live: bool,
     held: Vec<PipelineOutput>,
+}
+
+/// Records a frame of the pipeline's output.
+fn record_output(recording: Option<&SessionRecording>, video: VideoCodec, out: &PipelineOutput) {
+    if let (Some(r), PipelineOutput::Frame { data, keyframe, .. }) = (recording, out) {
+        let codec = match video {
+            VideoCodec::Vp8 => RecCodec::Vp8,
+            VideoCodec::Vp9 => RecCodec::Vp9,
+        };
+        r.sink.video(codec, *keyframe, data);
+    }
 }
 
 /// Hands one pipeline output to the driver; `false` if a frame could not be queued.
@@ -327,6 +368,10 @@ struct Running {
     malformed: u64,
     path: Option<Path>,
     ping_id: u32,
+    recording: Option<SessionRecording>,
+    /// Keys, buttons, motions, wheel steps injected since the last recorded count.
+    input_counts: [u32; 4],
+    recording_failed: bool,
 }
 
 impl Running {
@@ -467,6 +512,7 @@ impl Running {
         let handle = self.handle.clone();
         let video = codec.1;
         let gate = self.outbox.clone();
+        let recording = self.recording.clone();
         let pipeline = Pipeline::start(config, move |out| {
             let mut outbox = match gate.lock() {
                 Ok(g) => g,
@@ -477,6 +523,7 @@ impl Running {
                 return true;
             }
             drop(outbox);
+            record_output(recording.as_ref(), video, &out);
             send_output(&handle, video, out)
         })
         .map_err(|e| e.to_string())?;
@@ -525,7 +572,17 @@ impl Running {
             outbox.live = true;
             std::mem::take(&mut outbox.held)
         };
+        if let Some(r) = &self.recording {
+            let _ = self
+                .handle
+                .send_control(ControlMessage::Recording {
+                    active: true,
+                    owner: r.owner.clone(),
+                })
+                .await;
+        }
         for out in held {
+            record_output(self.recording.as_ref(), codec.1, &out);
             send_output(&self.handle, codec.1, out);
         }
         if let Some((p, _)) = &self.pipeline {
@@ -568,6 +625,16 @@ impl Running {
         }
         match msg {
             m if m.is_input() => {
+                let slot = match m {
+                    ControlMessage::Key { down: true, .. } => Some(0),
+                    ControlMessage::PointerButton { down: true, .. } => Some(1),
+                    ControlMessage::PointerMove { .. } => Some(2),
+                    ControlMessage::Wheel { .. } => Some(3),
+                    _ => None,
+                };
+                if let Some(i) = slot {
+                    self.input_counts[i] = self.input_counts[i].saturating_add(1);
+                }
                 if let Some(input) = &self.input {
                     input.send(m);
                 }
@@ -580,11 +647,23 @@ impl Running {
             ControlMessage::Clipboard { text } => {
                 let bytes = text.len();
                 if let Some(c) = &self.clipboard {
+                    let content = self
+                        .recording
+                        .as_ref()
+                        .filter(|r| r.keep_clipboard)
+                        .map(|_| text.clone());
                     match c.set(text).await {
-                        Ok(()) => notes(SessionNote::Clipboard {
-                            to_viewer: false,
-                            bytes,
-                        }),
+                        Ok(()) => {
+                            self.record(RecEvent::Clipboard {
+                                to_viewer: false,
+                                bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+                                content,
+                            });
+                            notes(SessionNote::Clipboard {
+                                to_viewer: false,
+                                bytes,
+                            });
+                        }
                         Err(e) => tracing::warn!(error = %e, "could not set the clipboard"),
                     }
                 }
@@ -592,6 +671,7 @@ impl Running {
             ControlMessage::SelectMonitor { index } => {
                 if let Some((p, _)) = &self.pipeline {
                     p.select_monitor(index);
+                    self.record(RecEvent::Monitor { index });
                     notes(SessionNote::Monitor { index });
                 }
             }
@@ -604,6 +684,9 @@ impl Running {
                 let _ = self
                     .handle
                     .try_send_control(ControlMessage::Pong { id, sent_micros });
+            }
+            ControlMessage::Recording { active, owner } => {
+                notes(SessionNote::ViewerRecording { active, owner });
             }
             ControlMessage::End { reason, text } => {
                 let words = if text.is_empty() {
@@ -623,12 +706,22 @@ impl Running {
             return;
         }
         let bytes = text.len();
+        let content = self
+            .recording
+            .as_ref()
+            .filter(|r| r.keep_clipboard)
+            .map(|_| text.clone());
         if self
             .handle
             .send_control(ControlMessage::Clipboard { text })
             .await
             .is_ok()
         {
+            self.record(RecEvent::Clipboard {
+                to_viewer: true,
+                bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+                content,
+            });
             notes(SessionNote::Clipboard {
                 to_viewer: true,
                 bytes,
@@ -643,6 +736,18 @@ impl Running {
             id: self.ping_id,
             sent_micros: micros,
         });
+        self.flush_input_counts();
+        if let Some(r) = &self.recording {
+            if r.sink.wants_keyframe() {
+                if let Some((p, _)) = &self.pipeline {
+                    p.request_keyframe();
+                }
+            }
+            if let (Some(e), false) = (r.sink.failed(), self.recording_failed) {
+                self.recording_failed = true;
+                notes(SessionNote::RecordingFailed(e));
+            }
+        }
         let quiet = self.last_heard.elapsed();
         if quiet >= self.setup.limits.give_up_after {
             return Some(SessionEnd::ViewerGone);
@@ -658,6 +763,24 @@ impl Running {
             notes(SessionNote::ViewerSilent);
         }
         None
+    }
+
+    fn record(&self, event: RecEvent) {
+        if let Some(r) = &self.recording {
+            r.sink.event(event);
+        }
+    }
+
+    fn flush_input_counts(&mut self) {
+        if self.input_counts != [0; 4] {
+            let [keys, buttons, motions, wheel] = std::mem::take(&mut self.input_counts);
+            self.record(RecEvent::Input {
+                keys,
+                buttons,
+                motions,
+                wheel,
+            });
+        }
     }
 
     async fn finish(
@@ -682,6 +805,19 @@ impl Running {
             let _ = tokio::task::spawn_blocking(move || input.stop()).await;
         }
         drop(self.clipboard.take());
+        // The final segment is written once capture has stopped: nothing is recorded after it.
+        let recording = match self.recording.take() {
+            Some(r) => {
+                self.flush_input_counts();
+                r.sink.event(RecEvent::Ended {
+                    reason: end.to_string(),
+                });
+                tokio::task::spawn_blocking(move || r.sink.finish())
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
         // Tell the viewer why, when it can still hear it.
         let (reason, text) = match &end {
             SessionEnd::HostEnded => (
@@ -719,6 +855,7 @@ impl Running {
             refused: self.gate.as_ref().map_or(0, Gate::refused),
             malformed: self.malformed,
             path: self.path,
+            recording,
         }
     }
 }

@@ -119,6 +119,7 @@ async fn corrupted_control_messages_are_dropped_and_the_session_goes_on() {
         driver::Link::new(hsock),
         setup,
         None,
+        None,
         end,
         move |note| n.lock().unwrap().push(note),
     ));

@@ -26,6 +26,8 @@
 //! 0x36 Cursor         x:i32  y:i32                                      host → viewer (hotspot, streamed-monitor pixels)
 //! 0x37 CursorShape    width:u16 height:u16 hot_x:u16 hot_y:u16 rgba:(4·w·h bytes)
 //!                                                                       host → viewer; ≤ 128×128, straight alpha
+//! 0x38 Recording      active:bool  owner:str8                           either: the sender records this session
+//!                                                                       (to the named owner) or stopped
 //! 0x40 Ping           id:u32  sent_micros:u64                           either; answered by Pong
 //! 0x41 Pong           id:u32  sent_micros:u64                           echoes the Ping
 //! 0x42 Stats          fps_x10:u16  kbps:u32  rtt_ms:u16  loss_permille:u16   viewer → host
@@ -209,6 +211,15 @@ pub enum ControlMessage {
         /// `4 · width · height` bytes: R, G, B, A per pixel, straight (not premultiplied) alpha.
         rgba: Vec<u8>,
     },
+    /// The sender records this session (`active`), or stopped recording. The receiver must
+    /// tell its user (DESIGN.md §7).
+    Recording {
+        /// Recording now.
+        active: bool,
+        /// Whom the recording is for (the owner's label and fingerprint), at most
+        /// [`MAX_END_TEXT`] bytes.
+        owner: String,
+    },
     /// Round-trip probe.
     Ping {
         /// Matches the Pong.
@@ -251,6 +262,7 @@ const T_REFUSED: u8 = 0x34;
 const T_END: u8 = 0x35;
 const T_CURSOR: u8 = 0x36;
 const T_CURSOR_SHAPE: u8 = 0x37;
+const T_RECORDING: u8 = 0x38;
 const T_PING: u8 = 0x40;
 const T_PONG: u8 = 0x41;
 const T_STATS: u8 = 0x42;
@@ -357,6 +369,14 @@ impl ControlMessage {
                 }
                 let clean: String = text[..cut].chars().filter(|c| !c.is_control()).collect();
                 w.u8(T_END).u8(reason.byte()).short_str(&clean);
+            }
+            ControlMessage::Recording { active, owner } => {
+                let mut cut = owner.len().min(MAX_END_TEXT);
+                while !owner.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let clean: String = owner[..cut].chars().filter(|c| !c.is_control()).collect();
+                w.u8(T_RECORDING).bool(*active).short_str(&clean);
             }
             ControlMessage::Cursor { x, y } => {
                 w.u8(T_CURSOR).i32(*x).i32(*y);
@@ -491,6 +511,10 @@ impl ControlMessage {
                 reason: EndReason::from_byte(r.u8("reason")?),
                 text: r.short_str("text", MAX_END_TEXT)?,
             },
+            T_RECORDING => ControlMessage::Recording {
+                active: r.bool("recording active")?,
+                owner: r.short_str("recording owner", MAX_END_TEXT)?,
+            },
             T_CURSOR => ControlMessage::Cursor {
                 x: r.i32("cursor x")?,
                 y: r.i32("cursor y")?,
@@ -602,6 +626,10 @@ mod tests {
                 text: "the host stopped sharing".into(),
             },
             ControlMessage::Cursor { x: -3, y: 1079 },
+            ControlMessage::Recording {
+                active: true,
+                owner: "alice (1a2b 3c4d)".into(),
+            },
             ControlMessage::CursorShape {
                 width: 2,
                 height: 3,

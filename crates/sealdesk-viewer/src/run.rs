@@ -118,6 +118,14 @@ pub enum ViewerNote {
     Permissions(u16),
     /// The host refused input (view-only): the running count.
     InputRefused(u32),
+    /// The host records this session (`active`) or stopped; `owner` is whom it says the
+    /// recording is for.
+    HostRecording {
+        /// Recording now.
+        active: bool,
+        /// For whom, in the host's words.
+        owner: String,
+    },
     /// Text copied on the host.
     Clipboard(String),
     /// The host's cursor changed shape.
@@ -614,6 +622,9 @@ impl Viewer {
                 notes(ViewerNote::Monitors { monitors, active });
             }
             ControlMessage::Permissions { bits } => notes(ViewerNote::Permissions(bits)),
+            ControlMessage::Recording { active, owner } => {
+                notes(ViewerNote::HostRecording { active, owner });
+            }
             ControlMessage::InputRefused { count } => {
                 self.refused = count;
                 notes(ViewerNote::InputRefused(count));

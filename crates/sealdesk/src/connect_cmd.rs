@@ -239,6 +239,16 @@ fn print_note(note: &ViewerNote, headless: bool) {
             "the host allows: {}",
             Permissions::from_bits_truncate(*bits)
         ),
+        ViewerNote::HostRecording {
+            active: true,
+            owner,
+        } => println!(
+            "● the host is recording this session (end-to-end encrypted, for {:?})",
+            crate::text::safe(owner)
+        ),
+        ViewerNote::HostRecording { active: false, .. } => {
+            println!("the host stopped recording this session")
+        }
         ViewerNote::InputRefused(n) => {
             println!("input refused by the host (view only): {n} events");
         }

@@ -111,6 +111,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         auto_accept_paired: false,
         local_ip,
         relay: crate::host_cmd::relay_use(args.relay_only, false),
+        recording: None,
     };
     let host_task = tokio::spawn(agent::serve(
         host_config,

@@ -15,7 +15,9 @@ use sealdesk_auth::session::AccessKind;
 use sealdesk_auth::trust::Permissions;
 use sealdesk_client::store;
 use sealdesk_client::trust_store::TrustFiles;
-use sealdesk_host::agent::{self, ConsentRequest, HostCommand, HostConfig, HostEvent};
+use sealdesk_host::agent::{
+    self, ConsentRequest, HostCommand, HostConfig, HostEvent, HostRecording,
+};
 use sealdesk_host::pipeline::PipelineConfig;
 use sealdesk_host::session::{SessionNote, SessionSetup};
 use sealdesk_media::Codec;
@@ -65,6 +67,17 @@ pub(crate) struct HostArgs {
     /// Use no relay, even when there is no direct path.
     #[arg(long)]
     pub(crate) no_relay: bool,
+    /// Record every session, end-to-end encrypted to the owner of this recipient certificate
+    /// (made by `sealdesk recordings keygen`; accepted only if signed by this device or a
+    /// device paired with it). Viewers are told.
+    #[arg(long, value_name = "CERT")]
+    pub(crate) record_to: Option<std::path::PathBuf>,
+    /// Where recordings go [default: recordings/ in the data directory].
+    #[arg(long, value_name = "DIR", requires = "record_to")]
+    pub(crate) record_dir: Option<std::path::PathBuf>,
+    /// Keep clipboard text in recordings (by default only its size is recorded).
+    #[arg(long, requires = "record_to")]
+    pub(crate) record_clipboard: bool,
 }
 
 /// The relay choice the two flags make.
@@ -108,6 +121,28 @@ pub(crate) async fn run(args: HostArgs, data_dir: Option<&Path>) -> anyhow::Resu
         Some(ip) => ip,
         None => sealdesk_client::signal::local_ip_towards(&args.server.server).await?,
     };
+    // Refused now, before anyone connects, unless a trusted key signed it.
+    let recording = match &args.record_to {
+        Some(cert) => {
+            let recipient = crate::recordings::load_recipient(cert, &dir, &identity)?;
+            let rec_dir = args
+                .record_dir
+                .clone()
+                .unwrap_or_else(|| crate::recordings::default_recordings_dir(&dir));
+            println!(
+                "recording every session to {} for {} ({}), end-to-end encrypted: only that owner's key opens them",
+                rec_dir.display(),
+                safe(recipient.label()),
+                sealdesk_auth::DeviceFingerprint::of(recipient.owner()).short()
+            );
+            Some(HostRecording {
+                recipient,
+                dir: rec_dir,
+                keep_clipboard: args.record_clipboard,
+            })
+        }
+        None => None,
+    };
     let identity = Arc::new(identity);
     let client = crate::pair::signal(&args.server, identity.clone()).await?;
     println!(
@@ -137,6 +172,7 @@ pub(crate) async fn run(args: HostArgs, data_dir: Option<&Path>) -> anyhow::Resu
         auto_accept_paired: args.auto_accept_paired,
         local_ip,
         relay: relay_use(args.relay_only, args.no_relay),
+        recording,
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (ev_tx, ev_rx) = mpsc::channel(64);
@@ -278,6 +314,19 @@ impl Terminal {
                 SessionNote::Monitor { index } => {
                     println!("the viewer switched to monitor {index}")
                 }
+                SessionNote::ViewerRecording {
+                    active: true,
+                    owner,
+                } => println!(
+                    "● the viewer is recording this session (for {:?}, as it says)",
+                    safe(&owner)
+                ),
+                SessionNote::ViewerRecording { active: false, .. } => {
+                    println!("the viewer stopped recording")
+                }
+                SessionNote::RecordingFailed(e) => {
+                    println!("warning: recording stopped ({e}); the session goes on unrecorded")
+                }
                 _ => {}
             },
             HostEvent::SessionEnded(s) => {
@@ -291,10 +340,27 @@ impl Terminal {
                     s.injected,
                     s.refused
                 );
+                if let Some(r) = &s.recording {
+                    println!(
+                        "recording: {} ({} segments, {:.1} MB{})",
+                        r.dir.display(),
+                        r.segments,
+                        r.bytes as f64 / 1e6,
+                        r.error
+                            .as_ref()
+                            .map(|e| format!("; stopped early: {e}"))
+                            .unwrap_or_default()
+                    );
+                }
             }
             HostEvent::SignalingLost(why) => {
                 println!("lost the signaling server ({why}); reconnecting…");
             }
+            HostEvent::Recording { dir, owner } => println!(
+                "● recording this session to {} for {} (the viewer is told)",
+                dir.display(),
+                safe(&owner)
+            ),
             HostEvent::RelayOverTcp => println!(
                 "relay: UDP to it is blocked from here, so sessions relay over TCP (tried first \
                  for the next {} minutes)",

@@ -21,6 +21,7 @@ mod devices;
 mod host_cmd;
 mod pair;
 mod qr;
+mod recordings;
 mod scene;
 mod server_cmd;
 mod text;
@@ -65,6 +66,9 @@ enum Command {
     /// List and change the devices this one trusts; compare safety numbers.
     #[command(subcommand)]
     Devices(devices::DevicesCommand),
+    /// End-to-end encrypted session recordings: make your key, verify, export.
+    #[command(subcommand)]
+    Recordings(recordings::RecordingsCommand),
 }
 
 /// The command line, with `--version` naming any insecure test-only feature compiled in.
@@ -121,6 +125,7 @@ fn main() -> anyhow::Result<()> {
             Command::Identity => identity(cli.data_dir),
             Command::Pair(cmd) => pair::run(cmd, cli.data_dir.as_deref()).await,
             Command::Devices(cmd) => devices::run(cmd, cli.data_dir.as_deref()),
+            Command::Recordings(cmd) => recordings::run(cmd, cli.data_dir.as_deref()),
         }
     });
     // Reading standard input blocks a runtime thread that cannot be cancelled: waiting for

@@ -250,6 +250,11 @@ pub(crate) struct Pair {
 }
 
 impl Pair {
+    /// The host's and the viewer's data directories.
+    pub(crate) fn data_dirs(&self) -> [&std::path::Path; 2] {
+        [self.dirs.0.path(), self.dirs.1.path()]
+    }
+
     /// The host's and the viewer's session-key logs (written only when
     /// [`super::LOG_SESSION_KEYS`] is on).
     pub(crate) fn keylogs(&self) -> [PathBuf; 2] {
@@ -289,7 +294,26 @@ pub(crate) fn connect_in(
     (host_ns, host_args): (Option<&str>, &[&str]),
     (viewer_ns, viewer_args): (Option<&str>, &[&str]),
 ) -> Pair {
-    let (hd, vd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    connect_dirs(
+        (host_url, viewer_url),
+        display,
+        answer,
+        dirs,
+        (host_ns, host_args),
+        (viewer_ns, viewer_args),
+    )
+}
+
+/// [`connect_in`] with the host's and the viewer's data directories made beforehand.
+pub(crate) fn connect_dirs(
+    (host_url, viewer_url): (&str, &str),
+    display: &str,
+    answer: &str,
+    (hd, vd): (tempfile::TempDir, tempfile::TempDir),
+    (host_ns, host_args): (Option<&str>, &[&str]),
+    (viewer_ns, viewer_args): (Option<&str>, &[&str]),
+) -> Pair {
     let mut cmd = sealdesk_in(host_ns, hd.path());
     cmd.args([
         "host",

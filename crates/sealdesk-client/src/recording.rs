@@ -1,0 +1,338 @@
+//! The recorder's shell (DESIGN.md §7): a thread that feeds the sans-IO
+//! [`sealdesk_record::segment::Recorder`] and makes each finished segment durable —
+//! written to a temporary file, fsynced, renamed into place, directory fsynced — before the
+//! next one counts. A crash (kill -9, power loss) loses at most the open segment.
+//!
+//! Producers (the capture thread, the session task) never block: records go through a
+//! bounded queue; when it is full, video is dropped until the next keyframe and a
+//! `FramesLost` event says so ([`RecordingSink::wants_keyframe`] asks the encoder for one).
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sealdesk_record::body::{Event, Record, VideoCodec};
+use sealdesk_record::segment::{self, Recorder, Segment};
+
+/// Records queued at most (frames and events) before video is dropped.
+pub const QUEUE: usize = 512;
+
+enum Msg {
+    Record(Instant, Record),
+    Finish,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// Video is being dropped until a keyframe.
+    lost: AtomicBool,
+    lost_count: AtomicU32,
+    segments: AtomicU32,
+    bytes: AtomicU64,
+    failed: Mutex<Option<String>>,
+}
+
+/// What a finished recording wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingSummary {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Segments written (the last one final, unless `error`).
+    pub segments: u32,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Why recording stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// A running recording. Cheap to share (`Arc`); [`RecordingSink::finish`] writes the final
+/// segment. Dropped without `finish`, the recording stays truncated (as after a crash).
+pub struct RecordingSink {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for RecordingSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingSink")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A recording directory name: `YYYYmmdd-HHMMSS-<first 8 hex digits of the id>` (UTC).
+pub fn dir_name(unix_ms: u64, id: &sealdesk_record::RecordingId) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        &id.to_hex()[..8]
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+impl RecordingSink {
+    /// Starts recording into `dir` (created, mode 0700; must not exist). `started` is the
+    /// recording's time zero (the recorder's `started_unix_ms` matches it).
+    pub fn start(dir: PathBuf, recorder: Recorder, started: Instant) -> std::io::Result<Self> {
+        if let Some(parent) = dir.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        // Not recursive: an existing directory is an error, never mixed into.
+        fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let shared = shared.clone();
+            let dir = dir.clone();
+            std::thread::Builder::new()
+                .name("sealdesk-recorder".into())
+                .spawn(move || writer(dir, recorder, started, rx, shared))?
+        };
+        Ok(Self {
+            tx,
+            shared,
+            thread: Mutex::new(Some(thread)),
+            dir,
+        })
+    }
+
+    /// The recording's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Records an encoded frame (never blocks).
+    pub fn video(&self, codec: VideoCodec, keyframe: bool, data: &[u8]) {
+        let s = &self.shared;
+        if s.lost.load(Ordering::Relaxed) {
+            if !keyframe {
+                s.lost_count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let count = s.lost_count.swap(0, Ordering::Relaxed);
+            if self
+                .tx
+                .try_send(Msg::Record(
+                    Instant::now(),
+                    Record::Event(Event::FramesLost { count }),
+                ))
+                .is_err()
+            {
+                s.lost_count.fetch_add(count + 1, Ordering::Relaxed);
+                return;
+            }
+            s.lost.store(false, Ordering::Relaxed);
+        }
+        let record = Record::Video {
+            codec,
+            keyframe,
+            data: data.to_vec(),
+        };
+        match self.tx.try_send(Msg::Record(Instant::now(), record)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                s.lost.store(true, Ordering::Relaxed);
+                s.lost_count.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Whether video is being dropped until the next keyframe (ask the encoder for one).
+    pub fn wants_keyframe(&self) -> bool {
+        self.shared.lost.load(Ordering::Relaxed)
+    }
+
+    /// Records a session event (never blocks; dropped only if the queue is full).
+    pub fn event(&self, event: Event) {
+        if self
+            .tx
+            .try_send(Msg::Record(Instant::now(), Record::Event(event)))
+            .is_err()
+        {
+            tracing::warn!("recording queue full: an event was not recorded");
+        }
+    }
+
+    /// Why recording stopped, if it did (a disk error).
+    pub fn failed(&self) -> Option<String> {
+        lock(&self.shared.failed).clone()
+    }
+
+    /// Segments made durable so far.
+    pub fn segments(&self) -> u32 {
+        self.shared.segments.load(Ordering::Relaxed)
+    }
+
+    /// Writes the final segment and waits for it to be durable.
+    pub fn finish(&self) -> RecordingSummary {
+        let _ = self.tx.send(Msg::Finish);
+        if let Some(t) = lock(&self.thread).take() {
+            if t.join().is_err() {
+                *lock(&self.shared.failed) = Some("the recorder thread crashed".into());
+            }
+        }
+        RecordingSummary {
+            dir: self.dir.clone(),
+            segments: self.shared.segments.load(Ordering::Relaxed),
+            bytes: self.shared.bytes.load(Ordering::Relaxed),
+            error: self.failed(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn micros(started: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX)
+}
+
+fn writer(
+    dir: PathBuf,
+    mut recorder: Recorder,
+    started: Instant,
+    rx: mpsc::Receiver<Msg>,
+    shared: Arc<Shared>,
+) {
+    let fail = |e: String| {
+        tracing::warn!(error = %e, "recording stopped");
+        *lock(&shared.failed) = Some(e);
+    };
+    let durable = |s: Segment| -> Result<(), String> {
+        write_durably(&dir, &s.file_name(), &s.bytes)
+            .map_err(|e| format!("cannot write {}: {e}", dir.join(s.file_name()).display()))?;
+        shared.segments.fetch_add(1, Ordering::Relaxed);
+        shared
+            .bytes
+            .fetch_add(s.bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    };
+    loop {
+        let msg = rx.recv_timeout(Duration::from_millis(100));
+        let out = match msg {
+            Ok(Msg::Record(at, record)) => recorder.push(micros(started, at), record),
+            Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => {
+                let last = recorder.finish().map_err(|e| e.to_string());
+                if let Err(e) = last.and_then(durable) {
+                    fail(e);
+                }
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => recorder.poll(micros(started, Instant::now())),
+        };
+        let out = match out {
+            Ok(Some(s)) => durable(s),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        // A segment closes on time too while records keep coming.
+        let out = out.and_then(|()| match recorder.poll(micros(started, Instant::now())) {
+            Ok(Some(s)) => durable(s),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        });
+        if let Err(e) = out {
+            // Nothing more is written: the recording stays truncated at the last good segment.
+            fail(e);
+            return;
+        }
+    }
+}
+
+/// Writes `name` in `dir` durably: `.name.part`, fsync, rename, fsync the directory.
+/// Mode 0600 (only its owner's key opens it, but its size and timing are nobody's business).
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.part"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, dir.join(name))?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// A recording directory's segment files (`*.sdseg`), sorted by name, read one at a time
+/// (each at most [`segment::MAX_SEGMENT_FILE`] bytes).
+pub fn segment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "sdseg")
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| !n.starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads one segment file, refusing anything larger than a segment can be.
+pub fn read_segment(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = fs::File::open(path)?;
+    let mut out = Vec::new();
+    f.take(segment::MAX_SEGMENT_FILE as u64 + 1)
+        .read_to_end(&mut out)?;
+    if out.len() > segment::MAX_SEGMENT_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is larger than any segment", path.display()),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_names_are_utc_dates() {
+        let id = sealdesk_record::RecordingId([0xab; 16]);
+        assert_eq!(dir_name(0, &id), "19700101-000000-abababab");
+        // 2026-12-02 13:49:34 UTC
+        assert_eq!(dir_name(1_796_219_374_000, &id), "20261202-134934-abababab");
+        assert_eq!(dir_name(951_782_400_000, &id), "20000229-000000-abababab");
+    }
+}

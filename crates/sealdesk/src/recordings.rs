@@ -1,0 +1,402 @@
+//! `sealdesk recordings`: the owner's side of end-to-end encrypted recordings (DESIGN.md §7).
+//!
+//! - `keygen` makes the owner key (an age X25519 identity, 0600) and a recipient
+//!   certificate signed by this device's identity key, for hosts to record to.
+//! - `verify DIR` checks a recording's signed, hash-chained manifest (no secret key needed)
+//!   and prints exactly one verdict; the exit status is 0 only for a complete recording.
+//! - `export DIR -o session.webm` decrypts with the owner key and muxes the recorded VP9/VP8
+//!   packets, unchanged, into WebM (libwebm's muxer); a damaged recording is exported up to
+//!   its last good segment, and says so.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, Subcommand};
+use sealdesk_auth::{DeviceFingerprint, IdentityKey};
+use sealdesk_client::recording::{read_segment, segment_files};
+use sealdesk_client::store;
+use sealdesk_client::trust_store::TrustFiles;
+use sealdesk_proto::DeviceKey;
+use sealdesk_record::body::{Event, Record, VideoCodec};
+use sealdesk_record::cert::{RecipientCertificate, VerifiedRecipient};
+use sealdesk_record::owner::OwnerKey;
+use sealdesk_record::segment::{inspect, open};
+use sealdesk_record::verify::{verify, Verdict};
+
+use crate::text::safe;
+
+/// `sealdesk recordings …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecordingsCommand {
+    /// Make the key that opens your recordings and a certificate hosts record to.
+    Keygen(KeygenArgs),
+    /// Check a recording: complete, truncated, or where it was tampered with.
+    Verify {
+        /// The recording's directory.
+        dir: PathBuf,
+    },
+    /// Decrypt a recording to a WebM video (no re-encode).
+    Export(ExportArgs),
+}
+
+/// Flags of `sealdesk recordings keygen`.
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// A name for the owner, shown to hosts that record for you [default: this device's label].
+    #[arg(long)]
+    label: Option<String>,
+}
+
+/// Flags of `sealdesk recordings export`.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The recording's directory.
+    dir: PathBuf,
+    /// The WebM file to write.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// The owner key [default: recordings/owner.key in the data directory].
+    #[arg(long, value_name = "KEY")]
+    identity: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Where `keygen` puts the owner key.
+pub(crate) fn owner_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("recordings").join("owner.key")
+}
+
+/// Where `keygen` puts the certificate.
+pub(crate) fn owner_cert_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("recordings").join("owner.cert")
+}
+
+/// Where recordings made on this device go, by default.
+pub(crate) fn default_recordings_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("recordings")
+}
+
+pub(crate) fn run(cmd: RecordingsCommand, data_dir: Option<&Path>) -> anyhow::Result<()> {
+    let dir = store::resolve_data_dir(data_dir)?;
+    match cmd {
+        RecordingsCommand::Keygen(args) => keygen(&dir, args),
+        RecordingsCommand::Verify { dir: rec } => {
+            let report = check(&dir, &rec)?;
+            println!("{}", report.verdict);
+            if let Some(who) = &report.recorder {
+                println!("recorded by {who}");
+            }
+            if report.verdict.is_complete() {
+                Ok(())
+            } else {
+                // The verdict is printed; the status says "not complete" to scripts.
+                std::process::exit(1)
+            }
+        }
+        RecordingsCommand::Export(args) => export(&dir, args),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn keygen(data_dir: &Path, args: KeygenArgs) -> anyhow::Result<()> {
+    let (identity, _) = store::load_or_create_identity(data_dir)?;
+    let key_path = owner_key_path(data_dir);
+    let cert_path = owner_cert_path(data_dir);
+    if key_path.exists() {
+        bail!(
+            "{} already exists: it opens the recordings made for it, so it is never replaced \
+             (move it away first if you really want a new one)",
+            key_path.display()
+        );
+    }
+    let label = crate::pair::own_label(args.label)?;
+    if let Some(parent) = key_path.parent() {
+        store::ensure_private_dir(parent)?;
+    }
+    let key = OwnerKey::generate();
+    let created = unix_now();
+    store::write_new_private_file(&key_path, &key.to_file_bytes(&created.to_string()))?;
+    let cert = RecipientCertificate::issue(&identity, &key.recipient(), &label, created);
+    let _ = std::fs::remove_file(&cert_path);
+    store::write_new_private_file(&cert_path, cert.to_text().as_bytes())?;
+    println!(
+        "owner key:   {} (secret; back it up — without it your recordings cannot be opened)",
+        key_path.display()
+    );
+    println!(
+        "certificate: {} (public: give it to hosts that record for you)",
+        cert_path.display()
+    );
+    println!("recipient:   {}", key.recipient());
+    println!(
+        "signed by this device, {} ({})",
+        safe(cert.label()),
+        identity.fingerprint().short()
+    );
+    println!(
+        "hosts accept it only if they trust this device: record with `sealdesk host --record-to {}`",
+        cert_path.display()
+    );
+    Ok(())
+}
+
+/// The keys this device trusts as recorders and as certificate owners: itself, the viewers
+/// it paired (hosting) and the hosts it pinned (viewing), with their labels.
+pub(crate) fn trusted_devices(
+    data_dir: &Path,
+    identity: &IdentityKey,
+) -> anyhow::Result<Vec<(DeviceKey, String)>> {
+    let files = TrustFiles::new(data_dir);
+    let mut keys = vec![(identity.public(), "this device".to_owned())];
+    for d in files.registry()?.devices() {
+        if !d.revoked {
+            keys.push((d.key, d.label.clone()));
+        }
+    }
+    for h in files.pinned()?.hosts() {
+        keys.push((h.key, h.label.clone()));
+    }
+    Ok(keys)
+}
+
+/// Loads a recipient certificate and accepts it only from a trusted key.
+pub(crate) fn load_recipient(
+    path: &Path,
+    data_dir: &Path,
+    identity: &IdentityKey,
+) -> anyhow::Result<VerifiedRecipient> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the recipient certificate {}", path.display()))?;
+    let cert = RecipientCertificate::parse(&bytes)
+        .with_context(|| format!("{} cannot be used", path.display()))?;
+    let trusted = trusted_devices(data_dir, identity)?;
+    cert.verify(|k| trusted.iter().any(|(t, _)| t == k))
+        .with_context(|| format!("{} cannot be used", path.display()))
+}
+
+struct Report {
+    verdict: Verdict,
+    files: Vec<PathBuf>,
+    recorder: Option<String>,
+}
+
+fn check(data_dir: &Path, rec: &Path) -> anyhow::Result<Report> {
+    let (identity, _) = store::load_or_create_identity(data_dir)?;
+    let trusted = trusted_devices(data_dir, &identity)?;
+    let files = segment_files(rec)
+        .with_context(|| format!("cannot read the recording directory {}", rec.display()))?;
+    let mut inspected = Vec::with_capacity(files.len());
+    for f in &files {
+        let bytes = read_segment(f).with_context(|| format!("cannot read {}", f.display()))?;
+        inspected.push(inspect(&bytes));
+    }
+    let verdict = verify(&inspected, |k| trusted.iter().any(|(t, _)| t == k));
+    let recorder = inspected
+        .first()
+        .and_then(|i| i.entry.as_ref().ok())
+        .and_then(|e| {
+            trusted
+                .iter()
+                .find(|(k, _)| *k == e.recorder)
+                .map(|(k, label)| format!("{} ({})", safe(label), DeviceFingerprint::of(k).short()))
+        });
+    Ok(Report {
+        verdict,
+        files,
+        recorder,
+    })
+}
+
+fn export(data_dir: &Path, args: ExportArgs) -> anyhow::Result<()> {
+    let key_path = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| owner_key_path(data_dir));
+    let key_bytes = zeroize::Zeroizing::new(
+        std::fs::read(&key_path)
+            .with_context(|| format!("cannot read the owner key {}", key_path.display()))?,
+    );
+    let owner = OwnerKey::from_file_bytes(&key_bytes)
+        .with_context(|| format!("{} cannot be used", key_path.display()))?;
+    let report = check(data_dir, &args.dir)?;
+    let good = report.verdict.good_segments() as usize;
+    if good == 0 {
+        bail!("nothing to export: {}", report.verdict);
+    }
+    let started = Instant::now();
+    let bar = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(good as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} segments {elapsed} ({eta} left)",
+        )
+        .map_err(|e| anyhow!("progress bar: {e}"))?
+        .progress_chars("=> "),
+    );
+    bar.set_prefix("exporting");
+    let mut muxer: Option<Muxer> = None;
+    let mut stats = ExportStats::default();
+    for path in &report.files[..good] {
+        let bytes = read_segment(path)?;
+        let (_, records) = open(&bytes, owner.identity()).with_context(|| {
+            format!("cannot open {} with {}", path.display(), key_path.display())
+        })?;
+        for timed in records {
+            stats.end_us = stats.end_us.max(timed.t_us);
+            match timed.record {
+                Record::Video {
+                    codec,
+                    keyframe,
+                    data,
+                } => {
+                    let m = match &mut muxer {
+                        Some(m) => m,
+                        None if keyframe => muxer.insert(Muxer::start(&args.output, codec, &data)?),
+                        // Video begins at the first keyframe.
+                        None => continue,
+                    };
+                    if m.codec != codec {
+                        stats.codec_changed = true;
+                        break;
+                    }
+                    m.frame(&data, timed.t_us, keyframe)?;
+                    stats.frames += 1;
+                    stats.bytes += data.len() as u64;
+                }
+                Record::Event(Event::FramesLost { count }) => stats.lost += u64::from(count),
+                Record::Event(_) => stats.events += 1,
+            }
+        }
+        bar.inc(1);
+        if stats.codec_changed {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let Some(m) = muxer else {
+        bail!("the recording holds no video (no keyframe in its {good} good segments)");
+    };
+    let seconds = m.finish(stats.end_us)?;
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "wrote {}: {} frames, {:.1} s of video, from {good} segments in {:.2} s ({:.0}× real time)",
+        args.output.display(),
+        stats.frames,
+        seconds,
+        took,
+        seconds / took.max(1e-6)
+    );
+    if stats.lost > 0 {
+        println!(
+            "note: the recorder could not keep up and dropped {} frames (video resumed at the next keyframe)",
+            stats.lost
+        );
+    }
+    if stats.codec_changed {
+        println!("note: the codec changed mid-recording; exported up to the change");
+    }
+    if !report.verdict.is_complete() {
+        println!(
+            "the recording is not complete — {}; exported up to its last good segment ({})",
+            report.verdict,
+            good - 1
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct ExportStats {
+    frames: u64,
+    bytes: u64,
+    events: u64,
+    lost: u64,
+    codec_changed: bool,
+    /// The last record's time: the video lasts until then (an idle screen sends no frames).
+    end_us: u64,
+}
+
+/// libwebm's muxer (through the `webm` crate): the recorded packets go in unchanged.
+struct Muxer {
+    codec: VideoCodec,
+    segment: webm::mux::Segment<std::io::BufWriter<std::fs::File>>,
+    track: webm::mux::VideoTrack,
+    first_us: u64,
+    last_ns: Option<u64>,
+}
+
+impl Muxer {
+    fn start(path: &Path, codec: VideoCodec, keyframe: &[u8]) -> anyhow::Result<Self> {
+        use webm::mux::{SegmentBuilder, SegmentMode, VideoCodecId, Writer};
+        // The track header wants the size: decode the first keyframe.
+        let media_codec = match codec {
+            VideoCodec::Vp8 => sealdesk_media::Codec::Vp8,
+            VideoCodec::Vp9 => sealdesk_media::Codec::Vp9,
+        };
+        let mut decoder = sealdesk_media::decode::Decoder::new(media_codec)
+            .map_err(|e| anyhow!("cannot start the decoder: {e}"))?;
+        let frame = decoder
+            .decode(keyframe)
+            .map_err(|e| anyhow!("the first keyframe does not decode: {e}"))?
+            .ok_or_else(|| anyhow!("the first keyframe does not decode to a picture"))?;
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let writer = Writer::new(std::io::BufWriter::new(file));
+        let builder = SegmentBuilder::new(writer)
+            .and_then(|b| b.set_mode(SegmentMode::File))
+            .and_then(|b| b.set_writing_app("sealdesk recordings export"))
+            .map_err(|e| anyhow!("cannot start the WebM muxer: {e:?}"))?;
+        let id = match codec {
+            VideoCodec::Vp8 => VideoCodecId::VP8,
+            VideoCodec::Vp9 => VideoCodecId::VP9,
+        };
+        let (builder, track) = builder
+            .add_video_track(frame.width(), frame.height(), id, None)
+            .map_err(|e| anyhow!("cannot add the video track: {e:?}"))?;
+        Ok(Self {
+            codec,
+            segment: builder.build(),
+            track,
+            first_us: u64::MAX,
+            last_ns: None,
+        })
+    }
+
+    fn frame(&mut self, data: &[u8], t_us: u64, keyframe: bool) -> anyhow::Result<()> {
+        if self.first_us == u64::MAX {
+            self.first_us = t_us;
+        }
+        let mut ns = t_us.saturating_sub(self.first_us).saturating_mul(1000);
+        // Timestamps must increase (two frames in one microsecond are a recorder quirk).
+        if let Some(last) = self.last_ns {
+            ns = ns.max(last + 1000);
+        }
+        self.last_ns = Some(ns);
+        self.segment
+            .add_frame(self.track, data, ns, keyframe)
+            .map_err(|e| anyhow!("the WebM muxer refused a frame: {e:?}"))
+    }
+
+    /// Finishes the file, the last picture lasting until `end_us` (the recording's last
+    /// record); returns the duration in seconds.
+    fn finish(self, end_us: u64) -> anyhow::Result<f64> {
+        let last_ms = self.last_ns.unwrap_or(0) / 1_000_000;
+        // At least one 60 fps frame after the last picture.
+        let end_ms = (end_us.saturating_sub(self.first_us) / 1000).max(last_ms + 16);
+        self.segment
+            .finalize(Some(end_ms))
+            .map_err(|_| anyhow!("the WebM muxer could not finish the file"))?;
+        Ok(end_ms as f64 / 1000.0)
+    }
+}

@@ -1,0 +1,262 @@
+//! End-to-end encrypted recordings (DESIGN.md §7) as people make them: `sealdesk recordings
+//! keygen`, `sealdesk host --record-to` on a real Xvfb display with a real viewer, then
+//! `verify` and `export`, with the WebM decoded by Debian's ffmpeg and a segment opened by
+//! Debian's `age` — reference implementations, not ours.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes,
+    reason = "tests fail by panicking; children are reaped in Drop"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::desk::{connect_dirs, psnr, screen_rgb, settled_frame, Desk};
+use common::{sealdesk, server};
+use sealdesk_media::xvfb::Xvfb;
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "$ {cmd:?}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `sealdesk recordings keygen` in `data`: the owner key (0600) and its certificate.
+fn keygen(data: &Path, label: &str) -> (PathBuf, PathBuf) {
+    let out = run(sealdesk(data).args(["recordings", "keygen", "--label", label]));
+    assert!(out.status.success());
+    let (key, cert) = (
+        data.join("recordings/owner.key"),
+        data.join("recordings/owner.cert"),
+    );
+    assert_eq!(mode(&key), 0o600, "the owner key is a secret");
+    assert!(
+        stdout(&out).contains("recipient:   age1"),
+        "{}",
+        stdout(&out)
+    );
+    (key, cert)
+}
+
+/// The recording directory a host announced ("● recording this session to DIR for …").
+fn announced_dir(host_output: &str) -> PathBuf {
+    let line = host_output
+        .lines()
+        .find(|l| l.starts_with("● recording this session to "))
+        .unwrap_or_else(|| panic!("{host_output}"));
+    let rest = line.trim_start_matches("● recording this session to ");
+    PathBuf::from(rest.split(" for ").next().unwrap())
+}
+
+/// The last frame of a WebM, decoded by ffmpeg, as RGB.
+fn last_frame_rgb(webm: &Path, w: u32, h: u32) -> (Vec<u8>, usize) {
+    let raw = webm.with_extension("rgb");
+    let out = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(webm)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24"])
+        .arg(&raw));
+    assert!(out.status.success(), "ffmpeg could not decode the export");
+    assert!(out.stderr.is_empty(), "ffmpeg reported decoding errors");
+    let all = std::fs::read(&raw).unwrap();
+    let frame = (w * h * 3) as usize;
+    assert!(
+        !all.is_empty() && all.len().is_multiple_of(frame),
+        "{} bytes",
+        all.len()
+    );
+    (all[all.len() - frame..].to_vec(), all.len() / frame)
+}
+
+#[test]
+fn a_recorded_session_verifies_exports_to_webm_and_matches_the_screen() {
+    let server = server();
+    let xvfb = Xvfb::start(1024, 640).unwrap();
+    let desk = Desk::open_sized(xvfb.display(), 1024, 640);
+    let (hd, vd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The host's own user owns its recordings: the certificate is signed by the host's key.
+    let (key, cert) = keygen(hd.path(), "host owner");
+    let recs = hd.path().join("recs");
+    let (cert_s, recs_s) = (cert.to_str().unwrap(), recs.to_str().unwrap());
+    let mut s = connect_dirs(
+        (&server.url, &server.url),
+        xvfb.display(),
+        "y",
+        (hd, vd),
+        (None, &["--record-to", cert_s, "--record-dir", recs_s]),
+        (None, &[]),
+    );
+    assert!(s.host.output().contains("recording every session to"));
+    let dir = announced_dir(&s.host.output());
+    assert!(dir.starts_with(&recs), "{}", dir.display());
+    s.viewer.wait_line("● the host is recording this session");
+    assert!(
+        s.viewer.output().contains("for \"host owner ("),
+        "{}",
+        s.viewer.output()
+    );
+
+    // Something changes on screen, then settles: the recording holds both.
+    desk.show_text(40, 120, "recorded canary 7f3a");
+    let _ = settled_frame(&mut s.viewer);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (w, h, truth) = screen_rgb(xvfb.display());
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    s.host.wait_line("recording: ");
+
+    // Every file is private, every segment is a complete file (no leftovers), and the
+    // canary text is nowhere in them.
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    for f in &files {
+        assert!(
+            f.extension().is_some_and(|x| x == "sdseg"),
+            "{}",
+            f.display()
+        );
+        assert_eq!(mode(f), 0o600);
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(7).any(|w| w == b"canary "),
+            "plaintext in {}",
+            f.display()
+        );
+    }
+
+    // verify: complete, and by whom.
+    let [hdir, _] = s.data_dirs();
+    let out = run(sealdesk(hdir).args(["recordings", "verify"]).arg(&dir));
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("complete: {} segments", files.len())),
+        "{text}"
+    );
+    assert!(text.contains("recorded by this device"), "{text}");
+
+    // export → WebM that Debian's ffmpeg decodes without errors; its last frame is the screen.
+    let webm = hdir.join("session.webm");
+    let out = run(sealdesk(hdir)
+        .args(["recordings", "export", "--quiet", "--identity"])
+        .arg(&key)
+        .arg(&dir)
+        .arg("-o")
+        .arg(&webm));
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("frames"), "{}", stdout(&out));
+    let (last, frames) = last_frame_rgb(&webm, w, h);
+    let db = psnr(&last, &truth);
+    eprintln!("exported last frame ({frames} frames) vs screen: PSNR {db:.1} dB");
+    assert!(db >= 35.0, "PSNR {db:.1} dB < 35 dB");
+    let probe = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&webm));
+    let probe = stdout(&probe);
+    assert!(probe.contains(&format!("vp9,{w},{h}")), "{probe}");
+    let seconds: f64 = probe.lines().last().unwrap().trim().parse().unwrap();
+    assert!(seconds > 2.0, "{probe}");
+
+    // Each segment's age part is a standard age file: Debian's age opens it with the key.
+    let first = std::fs::read(files.iter().min().unwrap()).unwrap();
+    let age_part = hdir.join("first.age");
+    std::fs::write(&age_part, &first[sealdesk_record::segment::AGE_OFFSET..]).unwrap();
+    let out = run(Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg(&age_part));
+    assert!(out.status.success());
+    assert!(out.stdout.starts_with(b"sdrecb01"));
+
+    // Without the owner key nothing opens: another key is refused by name.
+    let stranger = tempfile::tempdir().unwrap();
+    let (other_key, _) = keygen(stranger.path(), "someone else");
+    let out = run(sealdesk(hdir)
+        .args(["recordings", "export", "--quiet", "--identity"])
+        .arg(&other_key)
+        .arg(&dir)
+        .arg("-o")
+        .arg(hdir.join("nope.webm")));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open"));
+}
+
+#[test]
+fn a_host_refuses_a_recipient_it_cannot_trust_before_anyone_connects() {
+    let server = server();
+    let xvfb = Xvfb::start(320, 240).unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let stranger = tempfile::tempdir().unwrap();
+    let (_, own_cert) = keygen(host.path(), "me");
+    // Certified by a device the host never paired with.
+    let (_, foreign) = keygen(stranger.path(), "stranger");
+    // The host's own certificate with the recipient swapped (what a server would try).
+    let server_dir = tempfile::tempdir().unwrap();
+    let (_, other) = keygen(server_dir.path(), "server");
+    let theirs = std::fs::read_to_string(&other).unwrap();
+    let ours = std::fs::read_to_string(&own_cert).unwrap();
+    let field = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("recipient: "))
+            .unwrap()
+            .to_owned()
+    };
+    let swapped = host.path().join("swapped.cert");
+    std::fs::write(&swapped, ours.replace(&field(&ours), &field(&theirs))).unwrap();
+    let garbage = host.path().join("garbage.cert");
+    std::fs::write(&garbage, "recipient: age1qqqq\n").unwrap();
+
+    for (cert, words) in [
+        (&foreign, "which this device does not trust"),
+        (&swapped, "signature does not verify"),
+        (&garbage, "not a sealdesk recording recipient certificate"),
+    ] {
+        let out = run(sealdesk(host.path())
+            .args([
+                "host",
+                "--server",
+                &server.url,
+                "--display",
+                xvfb.display(),
+                "--no-qr",
+            ])
+            .arg("--record-to")
+            .arg(cert));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{err}");
+        assert!(
+            !stdout(&out).contains("code: "),
+            "it must not get as far as a code"
+        );
+    }
+}
