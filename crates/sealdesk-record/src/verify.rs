@@ -7,7 +7,7 @@
 
 use sealdesk_proto::DeviceKey;
 
-use crate::segment::{start_link, Entry, Inspected};
+use crate::segment::{start_link, Inspected};
 use crate::RecordingId;
 
 /// Why a segment is forged or corrupted.
@@ -169,7 +169,9 @@ impl std::fmt::Display for Verdict {
 /// Verifies segments in presentation order. `trusted` says whether a recorder key is one
 /// the verifier trusts (its own device, a pinned host, a paired device).
 pub fn verify(segments: &[Inspected], trusted: impl Fn(&DeviceKey) -> bool) -> Verdict {
-    let mut first: Option<&Entry> = None;
+    // Which recording this is: the one most validly signed segments belong to (the first on
+    // a tie), so that a foreign segment is named even when it is the first one.
+    let reference = reference_recording(segments, &trusted);
     let mut prev_link = [0u8; 32];
     let mut links: Vec<[u8; 32]> = Vec::with_capacity(segments.len());
     let mut finished = false;
@@ -186,15 +188,17 @@ pub fn verify(segments: &[Inspected], trusted: impl Fn(&DeviceKey) -> bool) -> V
         if !trusted(&entry.recorder) {
             return forged(Broken::UntrustedRecorder(entry.recorder));
         }
-        let head = *first.get_or_insert(entry);
-        if pos == 0 {
-            prev_link = start_link(entry.recording_id);
+        let Some((id, recorder)) = reference else {
+            return forged(Broken::BadSignature);
+        };
+        if entry.recording_id != id {
+            return forged(Broken::OtherRecording(entry.recording_id));
         }
-        if entry.recorder != head.recorder {
+        if entry.recorder != recorder {
             return forged(Broken::OtherRecorder(entry.recorder));
         }
-        if entry.recording_id != head.recording_id {
-            return forged(Broken::OtherRecording(entry.recording_id));
+        if pos == 0 {
+            prev_link = start_link(id);
         }
         if entry.seq < at {
             let copy = links
@@ -213,9 +217,9 @@ pub fn verify(segments: &[Inspected], trusted: impl Fn(&DeviceKey) -> bool) -> V
         }
         if entry.seq > at {
             let later = segments[pos + 1..].iter().any(|s| {
-                s.entry.as_ref().is_ok_and(|e| {
-                    e.seq == at && e.recording_id == head.recording_id && s.signature_ok
-                })
+                s.entry
+                    .as_ref()
+                    .is_ok_and(|e| e.seq == at && e.recording_id == id && s.signature_ok)
             });
             return if later {
                 Verdict::Reorder {
@@ -245,4 +249,25 @@ pub fn verify(segments: &[Inspected], trusted: impl Fn(&DeviceKey) -> bool) -> V
     } else {
         Verdict::Truncated { segments }
     }
+}
+
+/// The (recording, recorder) most validly signed, trusted segments name; the first on a tie.
+fn reference_recording(
+    segments: &[Inspected],
+    trusted: &impl Fn(&DeviceKey) -> bool,
+) -> Option<(RecordingId, DeviceKey)> {
+    let mut counts: Vec<((RecordingId, DeviceKey), usize)> = Vec::new();
+    for s in segments {
+        let Ok(e) = &s.entry else { continue };
+        if !s.signature_ok || !trusted(&e.recorder) {
+            continue;
+        }
+        let key = (e.recording_id, e.recorder);
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    let best = counts.iter().map(|(_, n)| *n).max()?;
+    counts.into_iter().find(|(_, n)| *n == best).map(|(k, _)| k)
 }

@@ -225,6 +225,17 @@ fn a_segment_spliced_from_another_recording_is_named() {
             reason: Broken::OtherRecording(RecordingId([2; 16]))
         }
     );
+    // Even as the first segment, the foreign one is named (the recording is what most
+    // segments say it is).
+    let mut first = a.clone();
+    first[0] = b[0].clone();
+    assert_eq!(
+        w.verdict(&first),
+        Verdict::Forged {
+            at: 0,
+            reason: Broken::OtherRecording(RecordingId([2; 16]))
+        }
+    );
     // A fork: the recorder's own key, the same recording id, another history.
     let fork = files(&w.record(1, 5));
     let mut forked = a.clone();

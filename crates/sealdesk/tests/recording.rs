@@ -260,3 +260,253 @@ fn a_host_refuses_a_recipient_it_cannot_trust_before_anyone_connects() {
         );
     }
 }
+
+/// Records with a host that is then killed with SIGKILL after `after`, the screen changing
+/// meanwhile. Returns the recording's directory.
+fn record_then_kill(
+    server: &common::Server,
+    display: &str,
+    desk: &Desk,
+    hd: tempfile::TempDir,
+    cert: &Path,
+    after: std::time::Duration,
+) -> (PathBuf, tempfile::TempDir) {
+    let recs = hd.path().join("recs");
+    let (cert_s, recs_s) = (cert.to_str().unwrap(), recs.to_str().unwrap());
+    let mut s = connect_dirs(
+        (&server.url, &server.url),
+        display,
+        "y",
+        (hd, tempfile::tempdir().unwrap()),
+        (None, &["--record-to", cert_s, "--record-dir", recs_s]),
+        (None, &[]),
+    );
+    let dir = announced_dir(&s.host.output());
+    let until = std::time::Instant::now() + after;
+    let mut n = 0;
+    while std::time::Instant::now() < until {
+        desk.show_text(40, 100 + (n % 10) * 20, &format!("line {n}"));
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    s.host.child.kill().unwrap(); // SIGKILL: no final segment
+    s.host.child.wait().unwrap();
+    // Keep the host's data directory (its key signs what verify trusts).
+    let [hdir, _] = s.data_dirs();
+    let keep = tempfile::tempdir().unwrap();
+    copy_dir(hdir, keep.path());
+    (keep.path().join(dir.strip_prefix(hdir).unwrap()), keep)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn verify_words(data: &Path, dir: &Path) -> (bool, String) {
+    let out = run(sealdesk(data).args(["recordings", "verify"]).arg(dir));
+    (
+        out.status.success(),
+        stdout(&out).lines().next().unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn a_host_killed_mid_session_leaves_a_truncated_recording_and_tampering_is_named() {
+    let server = server();
+    let xvfb = Xvfb::start(640, 400).unwrap();
+    let desk = Desk::open_sized(xvfb.display(), 640, 400);
+    let hd = tempfile::tempdir().unwrap();
+    let (key0, cert0) = keygen(hd.path(), "owner");
+    // The host's data directory goes with its process; keep the owner's files apart.
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = (
+        keys.path().join("owner.key"),
+        keys.path().join("owner.cert"),
+    );
+    std::fs::copy(&key0, &key).unwrap();
+    std::fs::copy(&cert0, &cert).unwrap();
+    // Two sessions by the same host, each ended by SIGKILL.
+    let (a, keep_a) = record_then_kill(
+        &server,
+        xvfb.display(),
+        &desk,
+        hd,
+        &cert,
+        std::time::Duration::from_millis(6500),
+    );
+    let data = keep_a.path();
+    let hd2 = tempfile::tempdir().unwrap();
+    copy_dir(data, hd2.path());
+    let _ = std::fs::remove_dir_all(hd2.path().join("recs"));
+    let (b, _keep_b) = record_then_kill(
+        &server,
+        xvfb.display(),
+        &desk,
+        hd2,
+        &cert,
+        std::time::Duration::from_millis(2600),
+    );
+
+    let files = |d: &Path| -> Vec<PathBuf> {
+        let mut f: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sdseg"))
+            .collect();
+        f.sort();
+        f
+    };
+    let seg_a = files(&a);
+    assert!(seg_a.len() >= 3, "{seg_a:?}");
+    assert!(!files(&b).is_empty());
+    let last = seg_a.len() - 1;
+
+    // Killed: truncated after its last durable segment, and it still exports, saying so.
+    let (ok, words) = verify_words(data, &a);
+    assert!(!ok);
+    assert!(
+        words.starts_with(&format!("truncated after segment {last}:")),
+        "{words}"
+    );
+    let webm = data.join("killed.webm");
+    let out = run(sealdesk(data)
+        .args(["recordings", "export", "--quiet", "--identity"])
+        .arg(&key)
+        .arg(&a)
+        .arg("-o")
+        .arg(&webm));
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("the recording is not complete — truncated after segment"),
+        "{}",
+        stdout(&out)
+    );
+    let probe = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&webm)
+        .args(["-f", "null", "-"]));
+    assert!(probe.status.success() && probe.stderr.is_empty());
+
+    // The tampering matrix, on copies of the real recording.
+    let variant = |name: &str, change: &dyn Fn(&Path)| -> String {
+        let dir = data.join(format!("tampered-{name}"));
+        copy_dir(&a, &dir);
+        change(&dir);
+        let (ok, words) = verify_words(data, &dir);
+        assert!(!ok, "{name}: {words}");
+        words
+    };
+    let name = |i: usize| format!("{i:06}.sdseg");
+    let w = variant("dropped", &|d| {
+        std::fs::remove_file(d.join(name(1))).unwrap()
+    });
+    assert!(w.starts_with("gap at segment 1: it is missing"), "{w}");
+    let w = variant("reordered", &|d| {
+        std::fs::rename(d.join(name(0)), d.join("tmp")).unwrap();
+        std::fs::rename(d.join(name(1)), d.join(name(0))).unwrap();
+        std::fs::rename(d.join("tmp"), d.join(name(1))).unwrap();
+    });
+    assert!(
+        w.starts_with("reorder at segment 0: segment 1 is in its place"),
+        "{w}"
+    );
+    let w = variant("duplicated", &|d| {
+        std::fs::copy(d.join(name(1)), d.join("000001b.sdseg")).unwrap();
+    });
+    assert!(
+        w.starts_with("duplicate at segment 2: a second copy of segment 1"),
+        "{w}"
+    );
+    let w = variant("tail-removed", &|d| {
+        std::fs::remove_file(d.join(name(last))).unwrap()
+    });
+    assert!(
+        w.starts_with(&format!("truncated after segment {}:", last - 1)),
+        "{w}"
+    );
+    let w = variant("cut-short", &|d| {
+        let f = d.join(name(1));
+        let len = std::fs::metadata(&f).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(len - 100)
+            .unwrap();
+    });
+    assert!(
+        w.starts_with("forged or corrupted at segment 1: its encrypted content does not match"),
+        "{w}"
+    );
+    let w = variant("bit-flipped", &|d| {
+        let f = d.join(name(1));
+        let mut bytes = std::fs::read(&f).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        std::fs::write(&f, bytes).unwrap();
+    });
+    assert!(
+        w.starts_with("forged or corrupted at segment 1: its encrypted content does not match"),
+        "{w}"
+    );
+    let w = variant("entry-flipped", &|d| {
+        let f = d.join(name(2));
+        let mut bytes = std::fs::read(&f).unwrap();
+        bytes[40] ^= 0x01; // inside the signed entry (its times)
+        std::fs::write(&f, bytes).unwrap();
+    });
+    assert!(
+        w.starts_with(
+            "forged or corrupted at segment 2: its manifest entry's signature does not verify"
+        ),
+        "{w}"
+    );
+    let w = variant("spliced", &|d| {
+        std::fs::copy(b.join(name(0)), d.join(name(0))).unwrap();
+    });
+    assert!(
+        w.starts_with("forged or corrupted at segment 0: it belongs to another recording"),
+        "{w}"
+    );
+    // The server knows the owner's recipient (it is public) and encrypts its own content
+    // to it with the real age tool, keeping the recorder's signed entry.
+    let recipient = std::fs::read_to_string(&cert)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("recipient: ").map(str::to_owned))
+        .unwrap();
+    let w = variant("server-forged", &|d| {
+        let f = d.join(name(1));
+        let original = std::fs::read(&f).unwrap();
+        let fake = data.join("fake.txt");
+        std::fs::write(&fake, b"sdrecb01 nothing happened here").unwrap();
+        let out = Command::new("age")
+            .args(["-r", &recipient])
+            .arg(&fake)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut forged = original[..sealdesk_record::segment::AGE_OFFSET].to_vec();
+        forged.extend_from_slice(&out.stdout);
+        std::fs::write(&f, forged).unwrap();
+    });
+    assert!(
+        w.starts_with("forged or corrupted at segment 1: its encrypted content does not match"),
+        "{w}"
+    );
+    // Nothing of the tampering touched the original.
+    let (_, words) = verify_words(data, &a);
+    assert!(
+        words.starts_with(&format!("truncated after segment {last}:")),
+        "{words}"
+    );
+}
