@@ -68,6 +68,43 @@ impl std::fmt::Debug for RecordingSink {
     }
 }
 
+/// Starts recording a session with `peer` (the host's or the viewer's side) into a new
+/// directory under `dir`: a random recording id, the Started event, and who the owner is in
+/// words ("label (fingerprint)") for the other side.
+pub fn start_session(
+    dir: &Path,
+    identity: Arc<sealdesk_auth::IdentityKey>,
+    recipient: sealdesk_record::cert::VerifiedRecipient,
+    peer: &sealdesk_auth::session::PeerIdentity,
+    by_host: bool,
+) -> std::io::Result<(RecordingSink, String)> {
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+    let id = sealdesk_record::RecordingId(id);
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let owner = format!(
+        "{} ({})",
+        recipient.label(),
+        sealdesk_auth::DeviceFingerprint::of(recipient.owner()).short()
+    );
+    let recorder = Recorder::new(
+        id,
+        unix_ms,
+        identity,
+        recipient,
+        sealdesk_record::segment::SegmentPolicy::default(),
+    );
+    let sink = RecordingSink::start(dir.join(dir_name(unix_ms, &id)), recorder, Instant::now())?;
+    sink.event(Event::Started {
+        by_host,
+        peer_fingerprint: peer.fingerprint().0,
+        peer_label: peer.label.clone(),
+    });
+    Ok((sink, owner))
+}
+
 /// A recording directory name: `YYYYmmdd-HHMMSS-<first 8 hex digits of the id>` (UTC).
 pub fn dir_name(unix_ms: u64, id: &sealdesk_record::RecordingId) -> String {
     let secs = unix_ms / 1000;

@@ -43,11 +43,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use sealdesk_client::recording::{dir_name, RecordingSink};
-use sealdesk_record::body::Event as RecEvent;
 use sealdesk_record::cert::VerifiedRecipient;
-use sealdesk_record::segment::{Recorder, SegmentPolicy};
-use sealdesk_record::RecordingId;
 
 use crate::clipboard::SyncedClipboard;
 use crate::session::{
@@ -1120,32 +1116,13 @@ impl Agent {
         let Some(config) = &self.config.recording else {
             return Ok(None);
         };
-        let mut id = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut OsRng, &mut id);
-        let id = RecordingId(id);
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let started = Instant::now();
-        let recorder = Recorder::new(
-            id,
-            unix_ms,
+        let (sink, owner) = sealdesk_client::recording::start_session(
+            &config.dir,
             self.identity.clone(),
             config.recipient.clone(),
-            SegmentPolicy::default(),
-        );
-        let dir = config.dir.join(dir_name(unix_ms, &id));
-        let sink = RecordingSink::start(dir, recorder, started)?;
-        sink.event(RecEvent::Started {
-            by_host: true,
-            peer_fingerprint: peer.fingerprint().0,
-            peer_label: peer.label.clone(),
-        });
-        let owner = format!(
-            "{} ({})",
-            config.recipient.label(),
-            sealdesk_auth::DeviceFingerprint::of(config.recipient.owner()).short()
-        );
+            peer,
+            true,
+        )?;
         Ok(Some(SessionRecording {
             sink: Arc::new(sink),
             owner,

@@ -608,6 +608,12 @@ impl Running {
         msg: ControlMessage,
         notes: &mut impl FnMut(SessionNote),
     ) -> Option<SessionEnd> {
+        // Being told the viewer records needs no permission, and must not be missed even
+        // when it arrives before this side's transport check finished.
+        if let ControlMessage::Recording { active, owner } = msg {
+            notes(SessionNote::ViewerRecording { active, owner });
+            return None;
+        }
         let gate = self.gate.as_mut()?;
         match gate.check(Instant::now(), &msg) {
             Verdict::Ignore => return None,
@@ -684,9 +690,6 @@ impl Running {
                 let _ = self
                     .handle
                     .try_send_control(ControlMessage::Pong { id, sent_micros });
-            }
-            ControlMessage::Recording { active, owner } => {
-                notes(SessionNote::ViewerRecording { active, owner });
             }
             ControlMessage::End { reason, text } => {
                 let words = if text.is_empty() {

@@ -150,6 +150,8 @@ pub struct Transport {
     /// When the relay credential the session allocated with expires (Unix seconds): before
     /// then the viewer re-allocates with a fresh one (relays refuse refreshes after it).
     pub relay_expires_at: Option<u64>,
+    /// Record the session (set by the caller; DESIGN.md §7).
+    pub recording: Option<crate::run::ViewerRecording>,
 }
 
 /// A host and the session id this viewer chose.
@@ -450,6 +452,7 @@ pub async fn dial(
             started,
             restarter: None,
             relay_expires_at: credential.as_ref().map(|c| c.expires_at),
+            recording: None,
         },
     })
 }

@@ -23,6 +23,9 @@ use sealdesk_rtc::driver::{self, DriverHandle};
 use sealdesk_rtc::{Path, SessionError, SessionEvent, VideoCodec};
 use tokio::sync::mpsc;
 
+use sealdesk_client::recording::{RecordingSink, RecordingSummary};
+use sealdesk_record::body::{Event as RecEvent, VideoCodec as RecCodec};
+
 use crate::dial::Transport;
 use crate::restart::Restarter;
 use crate::window::{CursorImage, Picture};
@@ -216,6 +219,19 @@ pub struct ViewerSummary {
     pub refused: u32,
     /// The path, when known.
     pub path: Option<Path>,
+    /// What this viewer recorded, if it recorded.
+    pub recording: Option<RecordingSummary>,
+}
+
+/// This viewer records the session (DESIGN.md §7).
+#[derive(Debug, Clone)]
+pub struct ViewerRecording {
+    /// The running recording.
+    pub sink: Arc<RecordingSink>,
+    /// The owner, in words for the host ("label (fingerprint)").
+    pub owner: String,
+    /// Keep clipboard text in the recording (else only its size).
+    pub keep_clipboard: bool,
 }
 
 impl ViewerSummary {
@@ -266,6 +282,7 @@ pub async fn run(
     let started = transport.started;
     let restarter = transport.restarter;
     let relay_expires = transport.relay_expires_at;
+    let recording = transport.recording;
     let (handle, mut events, task) = driver::spawn(transport.rtc, transport.link);
     let counters = Arc::new(DecodeCounters::default());
     let (decode_tx, decode_rx) = sync_channel::<Packet>(DECODE_QUEUE);
@@ -305,6 +322,9 @@ pub async fn run(
         relay_expires,
         relay_life: relay_expires.map_or(0, |e| e.saturating_sub(unix_now())),
         next_renew: None,
+        recording,
+        record_wait_key: true,
+        input_counts: [0; 4],
     };
     let end = match decoder {
         Err(e) => ViewerEnd::Decoder(format!("cannot start the decoder thread: {e}")),
@@ -352,6 +372,11 @@ struct Viewer {
     relay_life: u64,
     /// No renewal attempt before this (after one failed).
     next_renew: Option<Instant>,
+    recording: Option<ViewerRecording>,
+    /// The recording takes video from the next keyframe (at the start, after a loss).
+    record_wait_key: bool,
+    /// Keys, buttons, motions, wheel steps sent since the last recorded count.
+    input_counts: [u32; 4],
 }
 
 impl Viewer {
@@ -381,6 +406,7 @@ impl Viewer {
                     None => return ViewerEnd::UserEnded,
                     Some(ControlMessage::End { .. }) => return ViewerEnd::UserEnded,
                     Some(msg) => {
+                        self.record_input(&msg);
                         if self.handle.send_control(msg).await.is_err() {
                             return ViewerEnd::Transport(SessionError::State("the session task ended"));
                         }
@@ -529,6 +555,15 @@ impl Viewer {
                         capabilities: caps::INPUT | caps::CLIPBOARD_TEXT | caps::MONITORS,
                     })
                     .await;
+                if let Some(r) = &self.recording {
+                    let _ = self
+                        .handle
+                        .send_control(ControlMessage::Recording {
+                            active: true,
+                            owner: r.owner.clone(),
+                        })
+                        .await;
+                }
             }
             SessionEvent::Video {
                 codec,
@@ -545,6 +580,7 @@ impl Viewer {
                     );
                 }
                 self.video_bytes += data.len() as u64;
+                self.record_video(codec, contiguous, &data);
                 let Some(tx) = &self.decode_tx else {
                     return None;
                 };
@@ -629,7 +665,16 @@ impl Viewer {
                 self.refused = count;
                 notes(ViewerNote::InputRefused(count));
             }
-            ControlMessage::Clipboard { text } => notes(ViewerNote::Clipboard(text)),
+            ControlMessage::Clipboard { text } => {
+                if let Some(r) = &self.recording {
+                    r.sink.event(RecEvent::Clipboard {
+                        to_viewer: true,
+                        bytes: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                        content: r.keep_clipboard.then(|| text.clone()),
+                    });
+                }
+                notes(ViewerNote::Clipboard(text));
+            }
             ControlMessage::Cursor { x, y } => notes(ViewerNote::CursorAt { x, y }),
             ControlMessage::CursorShape {
                 width,
@@ -674,6 +719,7 @@ impl Viewer {
             id: self.ping_id,
             sent_micros: micros,
         });
+        self.flush_input_counts();
         let decoded = self.counters.decoded.load(Ordering::Relaxed);
         let stats = ViewerStats {
             fps: per_second((decoded - self.last_decoded) as f64, elapsed),
@@ -698,6 +744,67 @@ impl Viewer {
         None
     }
 
+    /// Records a received frame: from a keyframe on, and again from the next keyframe after
+    /// a loss (what is recorded always decodes).
+    fn record_video(&mut self, codec: VideoCodec, contiguous: bool, data: &[u8]) {
+        let Some(r) = &self.recording else {
+            return;
+        };
+        if !contiguous {
+            self.record_wait_key = true;
+        }
+        let key = is_keyframe(codec_of(codec), data);
+        if self.record_wait_key && !key {
+            return;
+        }
+        self.record_wait_key = false;
+        let codec = match codec {
+            VideoCodec::Vp8 => RecCodec::Vp8,
+            VideoCodec::Vp9 => RecCodec::Vp9,
+        };
+        r.sink.video(codec, key, data);
+    }
+
+    fn record_input(&mut self, msg: &ControlMessage) {
+        let Some(r) = &self.recording else {
+            return;
+        };
+        let slot = match msg {
+            ControlMessage::Key { down: true, .. } => Some(0),
+            ControlMessage::PointerButton { down: true, .. } => Some(1),
+            ControlMessage::PointerMove { .. } => Some(2),
+            ControlMessage::Wheel { .. } => Some(3),
+            ControlMessage::Clipboard { text } => {
+                r.sink.event(RecEvent::Clipboard {
+                    to_viewer: false,
+                    bytes: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                    content: r.keep_clipboard.then(|| text.clone()),
+                });
+                None
+            }
+            ControlMessage::SelectMonitor { index } => {
+                r.sink.event(RecEvent::Monitor { index: *index });
+                None
+            }
+            _ => None,
+        };
+        if let Some(i) = slot {
+            self.input_counts[i] = self.input_counts[i].saturating_add(1);
+        }
+    }
+
+    fn flush_input_counts(&mut self) {
+        if let (Some(r), true) = (&self.recording, self.input_counts != [0; 4]) {
+            let [keys, buttons, motions, wheel] = std::mem::take(&mut self.input_counts);
+            r.sink.event(RecEvent::Input {
+                keys,
+                buttons,
+                motions,
+                wheel,
+            });
+        }
+    }
+
     async fn finish(mut self, end: ViewerEnd, task: tokio::task::JoinHandle<()>) -> ViewerSummary {
         if matches!(end, ViewerEnd::UserEnded) {
             let _ = self.handle.send_control(ControlMessage::ReleaseAll).await;
@@ -714,6 +821,18 @@ impl Viewer {
             }
         }
         self.decode_tx = None; // the decoder thread ends
+        let recording = match self.recording.take() {
+            Some(r) => {
+                self.flush_input_counts();
+                r.sink.event(RecEvent::Ended {
+                    reason: end.to_string(),
+                });
+                tokio::task::spawn_blocking(move || r.sink.finish())
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
         self.handle.close().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         ViewerSummary {
@@ -727,6 +846,7 @@ impl Viewer {
             malformed: self.malformed,
             refused: self.refused,
             path: self.path,
+            recording,
         }
     }
 }

@@ -65,6 +65,7 @@ async fn garbage_from_the_host_is_dropped_and_bad_frames_ask_for_a_keyframe() {
         started: now,
         restarter: None,
         relay_expires_at: None,
+        recording: None,
     };
     let viewer = tokio::spawn(run::run(
         transport,

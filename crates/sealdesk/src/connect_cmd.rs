@@ -73,6 +73,20 @@ pub(crate) struct ConnectArgs {
     /// Use no relay, even when there is no direct path.
     #[arg(long)]
     no_relay: bool,
+    /// Record the session here, end-to-end encrypted to your own recordings key (made by
+    /// `sealdesk recordings keygen`). The host is told.
+    #[arg(long)]
+    record: bool,
+    /// Record to this recipient certificate instead of your own (it must be signed by this
+    /// device or one it trusts).
+    #[arg(long, value_name = "CERT", requires = "record")]
+    record_to: Option<PathBuf>,
+    /// Where recordings go [default: recordings/ in the data directory].
+    #[arg(long, value_name = "DIR", requires = "record")]
+    record_dir: Option<PathBuf>,
+    /// Keep clipboard text in the recording (by default only its size).
+    #[arg(long, requires = "record")]
+    record_clipboard: bool,
 }
 
 /// Runs `sealdesk connect`.
@@ -123,6 +137,22 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
         pinned_key: pins.get(routing).map(|p| p.key),
         relay: crate::host_cmd::relay_use(args.relay_only, args.no_relay),
     };
+    // A recording key that cannot be used stops us before anything is dialed.
+    let recipient = if args.record {
+        let cert = args
+            .record_to
+            .clone()
+            .unwrap_or_else(|| crate::recordings::owner_cert_path(&dir));
+        if !cert.exists() && args.record_to.is_none() {
+            bail!(
+                "--record needs your recordings key: run `sealdesk recordings keygen` first \
+                 (or name a certificate with --record-to)"
+            );
+        }
+        Some(crate::recordings::load_recipient(&cert, &dir, &identity)?)
+    } else {
+        None
+    };
     let identity = Arc::new(identity);
     let mut client = crate::pair::signal(&args.server, identity.clone()).await?;
     let mut attempts = files.attempts(Instant::now(), SystemTime::now())?;
@@ -152,6 +182,7 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
         seconds: args.seconds,
     };
     let headless = args.headless;
+    let connected_peer = connected.established.peer.clone();
     let Connected {
         host,
         sealed,
@@ -165,6 +196,30 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
         host,
     });
     transport.restarter = Some(restarter);
+    if let Some(recipient) = recipient {
+        let rec_dir = args
+            .record_dir
+            .clone()
+            .unwrap_or_else(|| crate::recordings::default_recordings_dir(&dir));
+        let r = crate::recordings::start_recording(
+            &rec_dir,
+            identity.clone(),
+            recipient,
+            &connected_peer,
+            false,
+            args.record_clipboard,
+        )?;
+        println!(
+            "● recording this session to {} for {} (the host is told)",
+            r.sink.dir().display(),
+            safe(&r.owner)
+        );
+        transport.recording = Some(sealdesk_viewer::run::ViewerRecording {
+            sink: r.sink,
+            owner: r.owner,
+            keep_clipboard: r.keep_clipboard,
+        });
+    }
     let summary = view(transport, &options, move |note| print_note(note, headless)).await;
     // Every restarter is gone with the session: the signaling comes back.
     let Signaling {
@@ -210,6 +265,18 @@ fn report(s: &ViewerSummary) -> anyhow::Result<()> {
             .map(|t| format!(", first frame after {} ms", t.as_millis()))
             .unwrap_or_default()
     );
+    if let Some(r) = &s.recording {
+        println!(
+            "recording: {} ({} segments, {:.1} MB{})",
+            r.dir.display(),
+            r.segments,
+            r.bytes as f64 / 1e6,
+            r.error
+                .as_ref()
+                .map(|e| format!("; stopped early: {e}"))
+                .unwrap_or_default()
+        );
+    }
     match &s.end {
         ViewerEnd::UserEnded | ViewerEnd::HostEnded(_) => Ok(()),
         other => bail!("the session failed: {other}"),

@@ -182,6 +182,32 @@ pub(crate) fn load_recipient(
         .with_context(|| format!("{} cannot be used", path.display()))
 }
 
+/// A started recording (the viewer's).
+pub(crate) struct Started {
+    pub(crate) sink: std::sync::Arc<sealdesk_client::recording::RecordingSink>,
+    pub(crate) owner: String,
+    pub(crate) keep_clipboard: bool,
+}
+
+/// Starts recording a session with `peer` into a new directory under `dir`.
+pub(crate) fn start_recording(
+    dir: &Path,
+    identity: std::sync::Arc<IdentityKey>,
+    recipient: VerifiedRecipient,
+    peer: &sealdesk_auth::session::PeerIdentity,
+    by_host: bool,
+    keep_clipboard: bool,
+) -> anyhow::Result<Started> {
+    let (sink, owner) =
+        sealdesk_client::recording::start_session(dir, identity, recipient, peer, by_host)
+            .with_context(|| format!("cannot start recording into {}", dir.display()))?;
+    Ok(Started {
+        sink: std::sync::Arc::new(sink),
+        owner,
+        keep_clipboard,
+    })
+}
+
 struct Report {
     verdict: Verdict,
     files: Vec<PathBuf>,

@@ -510,3 +510,72 @@ fn a_host_killed_mid_session_leaves_a_truncated_recording_and_tampering_is_named
         "{words}"
     );
 }
+
+#[test]
+fn a_viewer_records_to_its_own_key_and_the_host_is_told() {
+    let server = server();
+    let xvfb = Xvfb::start(800, 480).unwrap();
+    let desk = Desk::open_sized(xvfb.display(), 800, 480);
+    let (hd, vd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (key, _) = keygen(vd.path(), "viewer owner");
+    let recs = vd.path().join("my recordings");
+    let mut s = connect_dirs(
+        (&server.url, &server.url),
+        xvfb.display(),
+        "y",
+        (hd, vd),
+        (None, &[]),
+        (None, &["--record", "--record-dir", recs.to_str().unwrap()]),
+    );
+    s.host.wait_line("● the viewer is recording this session");
+    assert!(
+        s.host.output().contains("for \"viewer owner ("),
+        "{}",
+        s.host.output()
+    );
+    let line = s
+        .viewer
+        .output()
+        .lines()
+        .find(|l| l.starts_with("● recording this session to "))
+        .unwrap_or_else(|| panic!("{}", s.viewer.output()))
+        .to_owned();
+    let dir = PathBuf::from(
+        line.trim_start_matches("● recording this session to ")
+            .split(" for ")
+            .next()
+            .unwrap(),
+    );
+    assert!(dir.starts_with(&recs));
+    desk.show_text(30, 60, "viewer side");
+    let _ = settled_frame(&mut s.viewer);
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let (w, h, truth) = screen_rgb(xvfb.display());
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    assert!(
+        s.viewer.output().contains("recording: "),
+        "{}",
+        s.viewer.output()
+    );
+    let [_, vdir] = s.data_dirs();
+    let out = run(sealdesk(vdir).args(["recordings", "verify"]).arg(&dir));
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("recorded by this device"),
+        "{}",
+        stdout(&out)
+    );
+    let webm = vdir.join("v.webm");
+    let out = run(sealdesk(vdir)
+        .args(["recordings", "export", "--quiet", "--identity"])
+        .arg(&key)
+        .arg(&dir)
+        .arg("-o")
+        .arg(&webm));
+    assert!(out.status.success());
+    let (last, _) = last_frame_rgb(&webm, w, h);
+    let db = psnr(&last, &truth);
+    eprintln!("viewer's recording, last frame vs screen: PSNR {db:.1} dB");
+    assert!(db >= 35.0, "PSNR {db:.1} dB");
+}
