@@ -38,6 +38,21 @@ pub(crate) enum RecordingsCommand {
     },
     /// Decrypt a recording to a WebM video (no re-encode).
     Export(ExportArgs),
+    /// Play a recording in a window, with its session events on the terminal.
+    Play(PlayArgs),
+}
+
+/// Flags of `sealdesk recordings play`.
+#[derive(Debug, Args)]
+pub(crate) struct PlayArgs {
+    /// The recording's directory.
+    dir: PathBuf,
+    /// The owner key [default: recordings/owner.key in the data directory].
+    #[arg(long, value_name = "KEY")]
+    identity: Option<PathBuf>,
+    /// Playback speed (2 = twice as fast).
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    speed: f64,
 }
 
 /// Flags of `sealdesk recordings keygen`.
@@ -97,6 +112,7 @@ pub(crate) fn run(cmd: RecordingsCommand, data_dir: Option<&Path>) -> anyhow::Re
             }
         }
         RecordingsCommand::Export(args) => export(&dir, args),
+        RecordingsCommand::Play(args) => play(&dir, args),
     }
 }
 
@@ -241,17 +257,153 @@ fn check(data_dir: &Path, rec: &Path) -> anyhow::Result<Report> {
     })
 }
 
-fn export(data_dir: &Path, args: ExportArgs) -> anyhow::Result<()> {
-    let key_path = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| owner_key_path(data_dir));
+fn load_owner(data_dir: &Path, explicit: Option<&Path>) -> anyhow::Result<(OwnerKey, PathBuf)> {
+    let key_path = explicit.map_or_else(|| owner_key_path(data_dir), Path::to_path_buf);
     let key_bytes = zeroize::Zeroizing::new(
         std::fs::read(&key_path)
             .with_context(|| format!("cannot read the owner key {}", key_path.display()))?,
     );
     let owner = OwnerKey::from_file_bytes(&key_bytes)
         .with_context(|| format!("{} cannot be used", key_path.display()))?;
+    Ok((owner, key_path))
+}
+
+fn play(data_dir: &Path, args: PlayArgs) -> anyhow::Result<()> {
+    use sealdesk_viewer::window::{self, FromWindow, Picture, ToWindow, WindowConfig};
+    if !(args.speed > 0.0 && args.speed <= 64.0) {
+        bail!("--speed must be between 0 and 64");
+    }
+    let (owner, key_path) = load_owner(data_dir, args.identity.as_deref())?;
+    let report = check(data_dir, &args.dir)?;
+    let good = report.verdict.good_segments() as usize;
+    println!("{}", report.verdict);
+    if good == 0 {
+        bail!("nothing to play");
+    }
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = closed.clone();
+    let handle = window::open(
+        WindowConfig {
+            title: format!("sealdesk — recording {}", args.dir.display()),
+        },
+        move |ev| {
+            if matches!(ev, FromWindow::Closed) {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+    )
+    .map_err(|e| anyhow!("cannot open the player window: {e}"))?;
+    let mut decoder: Option<(VideoCodec, sealdesk_media::decode::Decoder)> = None;
+    let started = Instant::now();
+    let mut first_us = None;
+    let mut frames = 0u64;
+    let mut bgra = Vec::new();
+    'segments: for (n, path) in report.files[..good].iter().enumerate() {
+        let bytes = read_segment(path)?;
+        let (_, records) = open(&bytes, owner.identity()).with_context(|| {
+            format!("cannot open {} with {}", path.display(), key_path.display())
+        })?;
+        for timed in records {
+            if closed.load(std::sync::atomic::Ordering::Relaxed) {
+                break 'segments;
+            }
+            let t0 = *first_us.get_or_insert(timed.t_us);
+            let due = std::time::Duration::from_secs_f64(
+                timed.t_us.saturating_sub(t0) as f64 / 1e6 / args.speed,
+            );
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let at = timed.t_us.saturating_sub(t0) as f64 / 1e6;
+            match timed.record {
+                Record::Video { codec, data, .. } => {
+                    if decoder.as_ref().is_none_or(|(c, _)| *c != codec) {
+                        let media = match codec {
+                            VideoCodec::Vp8 => sealdesk_media::Codec::Vp8,
+                            VideoCodec::Vp9 => sealdesk_media::Codec::Vp9,
+                        };
+                        let d = sealdesk_media::decode::Decoder::new(media)
+                            .map_err(|e| anyhow!("cannot start the decoder: {e}"))?;
+                        decoder = Some((codec, d));
+                    }
+                    let Some((_, d)) = decoder.as_mut() else {
+                        continue;
+                    };
+                    if let Ok(Some(frame)) = d.decode(&data) {
+                        let (w, h) = (frame.width(), frame.height());
+                        bgra.resize(w as usize * h as usize * 4, 0);
+                        if frame.to_bgra(&mut bgra, w as usize * 4).is_ok() {
+                            frames += 1;
+                            let _ = handle.send(ToWindow::Frame(Picture {
+                                width: w,
+                                height: h,
+                                bgra: bgra.clone(),
+                            }));
+                            let _ = handle.send(ToWindow::Stats(format!(
+                                "recording · {at:.1} s · segment {n}/{} · frame {frames}",
+                                good - 1
+                            )));
+                        }
+                    }
+                }
+                Record::Event(e) => println!("{at:8.1} s  {}", describe(&e)),
+            }
+        }
+    }
+    let _ = handle.send(ToWindow::Close);
+    let _ = handle.join();
+    println!("played {frames} frames from {good} segments");
+    if !report.verdict.is_complete() {
+        println!("the recording is not complete: played up to its last good segment");
+    }
+    Ok(())
+}
+
+/// A session event in words (clipboard content is shown only as its size).
+fn describe(e: &Event) -> String {
+    match e {
+        Event::Started {
+            by_host,
+            peer_fingerprint,
+            peer_label,
+        } => format!(
+            "recording started by the {} — the other side: {} ({})",
+            if *by_host { "host" } else { "viewer" },
+            safe(peer_label),
+            DeviceFingerprint(*peer_fingerprint).short()
+        ),
+        Event::Input {
+            keys,
+            buttons,
+            motions,
+            wheel,
+        } => format!("input: {keys} keys, {buttons} clicks, {motions} moves, {wheel} wheel steps"),
+        Event::Clipboard {
+            to_viewer,
+            bytes,
+            content,
+        } => format!(
+            "clipboard: {bytes} bytes {}{}",
+            if *to_viewer {
+                "host → viewer"
+            } else {
+                "viewer → host"
+            },
+            if content.is_some() {
+                " (text kept in the recording)"
+            } else {
+                ""
+            }
+        ),
+        Event::Monitor { index } => format!("monitor {index} selected"),
+        Event::FramesLost { count } => format!("the recorder dropped {count} frames"),
+        Event::Ended { reason } => format!("session ended: {}", safe(reason)),
+        _ => "an event this version does not know".to_owned(),
+    }
+}
+
+fn export(data_dir: &Path, args: ExportArgs) -> anyhow::Result<()> {
+    let (owner, key_path) = load_owner(data_dir, args.identity.as_deref())?;
     let report = check(data_dir, &args.dir)?;
     let good = report.verdict.good_segments() as usize;
     if good == 0 {

@@ -165,7 +165,8 @@ fn a_recorded_session_verifies_exports_to_webm_and_matches_the_screen() {
         .arg("-o")
         .arg(&webm));
     assert!(out.status.success());
-    assert!(stdout(&out).contains("frames"), "{}", stdout(&out));
+    let export_words = stdout(&out);
+    assert!(export_words.starts_with("wrote "), "{export_words}");
     let (last, frames) = last_frame_rgb(&webm, w, h);
     let db = psnr(&last, &truth);
     eprintln!("exported last frame ({frames} frames) vs screen: PSNR {db:.1} dB");
@@ -184,6 +185,53 @@ fn a_recorded_session_verifies_exports_to_webm_and_matches_the_screen() {
     assert!(probe.contains(&format!("vp9,{w},{h}")), "{probe}");
     let seconds: f64 = probe.lines().last().unwrap().trim().parse().unwrap();
     assert!(seconds > 2.0, "{probe}");
+
+    // play: the recording shows in a window on another display (its red panel appears),
+    // with the session's events on the terminal.
+    let player_x = Xvfb::start(1280, 800).unwrap();
+    let mut cmd = sealdesk(hdir);
+    cmd.args(["recordings", "play", "--speed", "2", "--identity"])
+        .arg(&key)
+        .arg(&dir)
+        .env("DISPLAY", player_x.display());
+    let mut player = common::Proc::spawn(cmd);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, _, rgb) = screen_rgb(player_x.display());
+        let red = rgb
+            .chunks_exact(3)
+            .filter(|p| p[0] > 200 && p[1] < 70 && p[2] < 70)
+            .count();
+        if red > 2000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{red} red pixels: {}",
+            player.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(player.wait_exit(), "{}", player.output());
+    let played = player.output();
+    assert!(
+        played.contains("recording started by the host — the other side: test viewer"),
+        "{played}"
+    );
+    assert!(
+        played.contains("session ended: the viewer ended it"),
+        "{played}"
+    );
+    let exported: u64 = export_words
+        .split(": ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{export_words}"));
+    assert!(
+        played.contains(&format!("played {exported} frames")),
+        "{played}"
+    );
 
     // Each segment's age part is a standard age file: Debian's age opens it with the key.
     let first = std::fs::read(files.iter().min().unwrap()).unwrap();
