@@ -47,9 +47,28 @@ pub(crate) struct SessionArgs {
     /// Host and viewer offer only their own addresses (no relay allocation before the offer).
     #[arg(long, conflicts_with = "relay_only")]
     no_relay: bool,
+    /// The host records the session (end-to-end encrypted, to a key made for the bench):
+    /// adds the recording's bytes per minute per scenario, and the export speed afterwards.
+    /// Run with and without to see the recording's CPU cost.
+    #[arg(long)]
+    record: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// Bytes in the files under `dir` (all recordings' segments so far).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// A child `sealdesk` process with its stdout lines on a channel.
@@ -121,6 +140,8 @@ struct Figures {
     fps: f64,
     kbps: f64,
     host_cpu: f64,
+    /// Recording bytes per minute (with --record).
+    recorded_per_min: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,7 +322,22 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         &args.codec,
     ];
     host_args.extend_from_slice(path_flag);
-    let mut host = Child::spawn(&host_args, &dir.path().join("host"))?;
+    let host_dir = dir.path().join("host");
+    let recs = dir.path().join("recordings");
+    let (cert, recs_arg) = (
+        host_dir.join("recordings").join("owner.cert"),
+        recs.to_string_lossy().into_owned(),
+    );
+    let cert_arg = cert.to_string_lossy().into_owned();
+    if args.record {
+        let mut keygen = Child::spawn(&["recordings", "keygen", "--label", "bench"], &host_dir)?;
+        let status = keygen.child.wait().await?;
+        if !status.success() {
+            bail!("recordings keygen failed");
+        }
+        host_args.extend_from_slice(&["--record-to", &cert_arg, "--record-dir", &recs_arg]);
+    }
+    let mut host = Child::spawn(&host_args, &host_dir)?;
     let code = host.wait("code: ", Duration::from_secs(30)).await?;
     let mut viewer_args = vec!["connect", &code, "--server", &url, "--headless"];
     viewer_args.extend_from_slice(path_flag);
@@ -353,12 +389,14 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         let warmup = Instant::now() + Duration::from_secs(1);
         let mut samples = Vec::new();
         let mut cpu0 = None;
+        let mut rec0 = 0;
         let mut tick = tokio::time::interval(Duration::from_micros(16_667));
         while Instant::now() < end {
             tick.tick().await;
             page.step(scenario)?;
             if cpu0.is_none() && Instant::now() >= warmup {
                 cpu0 = Some((Instant::now(), proc_cpu_time(host.pid)?));
+                rec0 = tree_bytes(&recs);
                 while viewer.lines.try_recv().is_ok() {}
             }
             while let Ok(line) = viewer.lines.try_recv() {
@@ -372,6 +410,9 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         let (t0, c0) = cpu0.context("scenario too short")?;
         let host_cpu =
             (proc_cpu_time(host.pid)? - c0).as_secs_f64() / t0.elapsed().as_secs_f64() * 100.0;
+        let recorded_per_min = args.record.then(|| {
+            (tree_bytes(&recs).saturating_sub(rec0)) as f64 / t0.elapsed().as_secs_f64() * 60.0
+        });
         let n = samples.len().max(1) as f64;
         let fps = samples.iter().map(|s| s.0).sum::<f64>() / n;
         let kbps = samples.iter().map(|s| s.1).sum::<f64>() / n;
@@ -381,6 +422,7 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
                 fps,
                 kbps,
                 host_cpu,
+                recorded_per_min,
             },
         ));
     }
@@ -390,12 +432,49 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), host.child.wait()).await;
     let _ = stop_tx.send(());
     let _ = server_task.await;
+    // The export's own report: "wrote F: N frames, S s of video, from K segments in T s (X× real time)".
+    let mut export = None;
+    if args.record {
+        let rec = std::fs::read_dir(&recs)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .next()
+            .context("the host made no recording")?;
+        let out = dir.path().join("bench.webm");
+        let (rec_s, out_s) = (
+            rec.to_string_lossy().into_owned(),
+            out.to_string_lossy().into_owned(),
+        );
+        let mut child = Child::spawn(
+            &["recordings", "export", "--quiet", &rec_s, "-o", &out_s],
+            &host_dir,
+        )?;
+        let line = child.wait("wrote ", Duration::from_secs(300)).await?;
+        let _ = child.child.wait().await;
+        let number_before = |marker: &str| -> Option<f64> {
+            let head = line.split(marker).next()?;
+            head.rsplit([' ', '(']).next()?.parse().ok()
+        };
+        let (video_s, took_s) = (
+            number_before(" s of video").context("cannot read the export's length")?,
+            line.rsplit(" in ")
+                .next()
+                .and_then(|t| t.split(" s").next())
+                .and_then(|t| t.parse::<f64>().ok())
+                .context("cannot read the export's time")?,
+        );
+        export = Some((
+            video_s,
+            took_s,
+            std::fs::metadata(&out).map_or(0, |m| m.len()),
+        ));
+    }
 
     if args.json {
         let scenarios: Vec<serde_json::Value> = results
             .iter()
             .map(|(s, f)| {
-                serde_json::json!({"scenario": s.name(), "fps": f.fps, "kbps": f.kbps, "host_cpu_percent": f.host_cpu})
+                serde_json::json!({"scenario": s.name(), "fps": f.fps, "kbps": f.kbps, "host_cpu_percent": f.host_cpu, "recording_bytes_per_min": f.recorded_per_min})
             })
             .collect();
         let out = serde_json::json!({
@@ -403,6 +482,8 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
             "path": if args.relay_only { "relay" } else { "direct" },
             "first_frame_ms": first_ms, "transport_verified_ms": connected_ms,
             "scenarios": scenarios,
+            "record": args.record,
+            "export": export.map(|(v, t, b)| serde_json::json!({"video_seconds": v, "seconds": t, "webm_bytes": b})),
         });
         println!("{out}");
         return Ok(());
@@ -430,6 +511,16 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
             f.fps,
             f.kbps,
             f.host_cpu
+        );
+        if let Some(b) = f.recorded_per_min {
+            println!("  {:<10} recording {:8.0} kB per minute", "", b / 1e3);
+        }
+    }
+    if let Some((video, took, bytes)) = export {
+        println!(
+            "  export to WebM: {video:.1} s of session in {took:.2} s ({:.0}× real time), {:.1} MB",
+            video / took.max(1e-6),
+            bytes as f64 / 1e6
         );
     }
     Ok(())
