@@ -1,5 +1,6 @@
 //! The device side of sealdesk's signaling: the data directory, the identity key
-//! file, the trust stores ([`trust_store`]), and an async signaling client with reconnection.
+//! file, the trust stores ([`trust_store`]), an async signaling client with reconnection,
+//! and a client of the server's blob store for encrypted recording segments ([`blobs`]).
 //!
 //! A `[shell]` crate: it owns files, sockets, the clock and the OS RNG, and drives the
 //! sans-IO [`sealdesk_proto::client_conn::ClientConn`]. Hosts and viewers use it.
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod backoff;
+pub mod blobs;
 pub mod recording;
 pub mod signal;
 pub mod store;

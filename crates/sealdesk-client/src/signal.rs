@@ -558,16 +558,31 @@ fn tls_config(config: &ClientConfig) -> Result<Option<Arc<rustls::ClientConfig>>
     if !config.url.starts_with("wss://") {
         return Ok(None);
     }
+    let roots =
+        trusted_roots(config).map_err(|(path, message)| SignalError::Ca { path, message })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SignalError::Connect {
+            url: config.url.clone(),
+            message: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(tls)))
+}
+
+/// The system's root certificates and the config's extra CA file: what the signaling client
+/// and the blob client trust. An unusable CA file is (its path, what is wrong).
+pub(crate) fn trusted_roots(
+    config: &ClientConfig,
+) -> Result<rustls::RootCertStore, (std::path::PathBuf, String)> {
     let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
+    for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
     if let Some(path) = &config.extra_ca_pem {
-        let ca_err = |message: String| SignalError::Ca {
-            path: path.clone(),
-            message,
-        };
+        let ca_err = |message: String| (path.clone(), message);
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| ca_err(e.to_string()))?
             .collect::<Result<Vec<_>, _>>()
@@ -579,16 +594,7 @@ fn tls_config(config: &ClientConfig) -> Result<Option<Arc<rustls::ClientConfig>>
             roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SignalError::Connect {
-            url: config.url.clone(),
-            message: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Some(Arc::new(tls)))
+    Ok(roots)
 }
 
 /// The addresses a `ws://` or `wss://` URL names.

@@ -45,6 +45,19 @@
 //! A new version would change `versions` in the challenge; a device picks the best
 //! version both sides speak and says which in `register`.
 //!
+//! # Blob store
+//!
+//! The server also keeps encrypted recording segments as opaque blobs, over HTTP on the
+//! same listener. Requests are signed by the device key; [`blob_auth`] defines the
+//! `Authorization: Sealdesk <key>.<ts>.<nonce>.<sig>` header and the bytes it signs:
+//!
+//! ```text
+//! POST   /blobs?owner=<base64url key>   body = the blob  -> 201 {"id":"<32 hex>"}
+//! GET    /blobs                                          -> 200 [{"id","size","created_at","uploader"}]
+//! GET    /blobs/<32 hex>                                 -> 200 the bytes (owner only, else 404)
+//! DELETE /blobs/<32 hex>                                 -> 204 (owner only, else 404)
+//! ```
+//!
 //! # Driving the state machines
 //!
 //! [`server_conn::ServerConn`] and [`client_conn::ClientConn`] hold one connection's
@@ -88,6 +101,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod blob_auth;
 pub mod client_conn;
 pub mod control;
 pub mod limits;

@@ -43,7 +43,8 @@ pub enum ConfigError {
 pub struct ServerConfig {
     /// Address and port to listen on.
     pub listen: SocketAddr,
-    /// Where the registry database lives (`<data_dir>/server/registry.sqlite3`).
+    /// Where the registry database lives (`<data_dir>/server/registry.sqlite3`), and the
+    /// blob store (`<data_dir>/server/blobs.sqlite`, files under `<data_dir>/server/blobs/`).
     /// The CLI fills this from `--data-dir`, `SEALDESK_DATA_DIR` or the XDG data directory.
     pub data_dir: Option<PathBuf>,
     /// PEM certificate chain; with `tls_key`, the server speaks `wss://`.
@@ -177,6 +178,18 @@ pub struct Limits {
     pub envelopes_per_sec: u32,
     /// Envelopes one connection may send in a burst.
     pub envelope_burst: u32,
+    /// Largest blob (one encrypted recording segment) accepted, in bytes; a bigger
+    /// upload is refused with 413 while it streams in.
+    pub max_blob_bytes: u64,
+    /// Bytes stored for one owner at most (each blob counts at least 4 KiB).
+    pub max_owner_bytes: u64,
+    /// Bytes one uploading device may have stored, for all owners together (each blob
+    /// counts at least 4 KiB).
+    pub max_uploader_bytes: u64,
+    /// Blobs stored for one owner at most (bounds the size of a listing).
+    pub max_owner_blobs: u64,
+    /// Uploads received at once at most; more are refused with 503.
+    pub max_concurrent_uploads: usize,
 }
 
 impl Default for Limits {
@@ -191,6 +204,11 @@ impl Default for Limits {
             per_ip_burst: 100,
             envelopes_per_sec: 200,
             envelope_burst: 400,
+            max_blob_bytes: 16 * 1024 * 1024,
+            max_owner_bytes: 2 * 1024 * 1024 * 1024,
+            max_uploader_bytes: 2 * 1024 * 1024 * 1024,
+            max_owner_blobs: 10_000,
+            max_concurrent_uploads: 32,
         }
     }
 }
@@ -249,6 +267,18 @@ impl ServerConfig {
         }
         if l.max_connections == 0 {
             return bad("limits.max_connections must be at least 1".into());
+        }
+        if !(1..=1024 * 1024 * 1024).contains(&l.max_blob_bytes) {
+            return bad("limits.max_blob_bytes must be between 1 and 1073741824 (1 GiB)".into());
+        }
+        if l.max_owner_bytes == 0 || l.max_uploader_bytes == 0 || l.max_owner_blobs == 0 {
+            return bad(
+                "limits.max_owner_bytes, max_uploader_bytes and max_owner_blobs must be at least 1"
+                    .into(),
+            );
+        }
+        if l.max_concurrent_uploads == 0 {
+            return bad("limits.max_concurrent_uploads must be at least 1".into());
         }
         if let Some(o) = &self.public_origin {
             if sealdesk_proto::signaling::normalize_origin(o).is_none() {

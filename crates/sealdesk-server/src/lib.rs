@@ -3,7 +3,9 @@
 //! A `[shell]` crate: it owns the sockets, the clock, the OS RNG and the database
 //! file, and drives the sans-IO protocol state machine of [`sealdesk_proto::server_conn`]
 //! for each WebSocket connection. It introduces devices to each other and forwards
-//! their sealed envelopes; it never parses or stores an envelope body.
+//! their sealed envelopes; it never parses or stores an envelope body. On the same
+//! listener it keeps encrypted recording segments as opaque blobs for their owners
+//! (`/blobs`, see [`sealdesk_proto::blob_auth`] and DESIGN.md §7).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,6 +35,7 @@ use axum::Router;
 use sealdesk_proto::rate::TokenBucket;
 use sealdesk_proto::CloseReason;
 
+mod blobs;
 pub mod config;
 mod hub;
 mod metrics;
@@ -40,6 +43,7 @@ pub mod registry;
 pub mod relay;
 mod ws;
 
+pub use blobs::BlobStoreError;
 pub use config::{ConfigError, Limits, RelaySettings, ServerConfig};
 pub use metrics::Metrics;
 pub use registry::{Registry, RegistryError};
@@ -54,6 +58,9 @@ pub enum ServerError {
     /// The registry could not be opened.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The blob store could not be opened.
+    #[error(transparent)]
+    Blobs(#[from] BlobStoreError),
     /// No data directory was configured.
     #[error("no data directory configured (set --data-dir or SEALDESK_DATA_DIR)")]
     NoDataDir,
@@ -206,6 +213,7 @@ pub(crate) struct AppState {
     next_conn_id: AtomicU64,
     shutdown: tokio::sync::watch::Sender<bool>,
     relay: Option<RelayIssuer>,
+    blobs: blobs::BlobService,
 }
 
 /// A bound, not yet running server.
@@ -256,6 +264,7 @@ impl Server {
         config.validate()?;
         let data_dir = config.data_dir.clone().ok_or(ServerError::NoDataDir)?;
         let registry = Registry::open(&data_dir.join("server").join("registry.sqlite3"))?;
+        let blobs = blobs::BlobService::open(&data_dir.join("server"), &config.limits)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -320,6 +329,7 @@ impl Server {
             next_conn_id: AtomicU64::new(1),
             shutdown,
             relay: issuer,
+            blobs,
         });
         let relay_stats = embedded.as_ref().map(relay::Relay::stats);
         Ok(Self {
@@ -379,7 +389,8 @@ impl Server {
         let state = self.state.clone();
         let mut app = Router::new()
             .route("/ws", get(ws::handler))
-            .route("/healthz", get(healthz));
+            .route("/healthz", get(healthz))
+            .merge(blobs::routes());
         if state.config.metrics {
             app = app.route("/metrics", get(metrics_handler));
         }

@@ -27,6 +27,11 @@ pub(crate) const REJECTION_REASONS: &[&str] = &[
     "peer_offline",
     "unknown_number",
     "peer_busy",
+    "blob_auth_failed",
+    "blob_bad_request",
+    "blob_too_large",
+    "blob_quota",
+    "blob_busy",
 ];
 
 /// The server's counters.
@@ -39,6 +44,9 @@ pub struct Metrics {
     pub(crate) envelopes_routed_total: AtomicU64,
     pub(crate) envelope_bytes_total: AtomicU64,
     pub(crate) relay_credentials_total: AtomicU64,
+    pub(crate) blobs_stored_total: AtomicU64,
+    pub(crate) blob_bytes_stored_total: AtomicU64,
+    pub(crate) blobs_deleted_total: AtomicU64,
     rejections: Vec<AtomicU64>,
 }
 
@@ -52,6 +60,9 @@ impl Default for Metrics {
             envelopes_routed_total: AtomicU64::new(0),
             envelope_bytes_total: AtomicU64::new(0),
             relay_credentials_total: AtomicU64::new(0),
+            blobs_stored_total: AtomicU64::new(0),
+            blob_bytes_stored_total: AtomicU64::new(0),
+            blobs_deleted_total: AtomicU64::new(0),
             rejections: REJECTION_REASONS
                 .iter()
                 .map(|_| AtomicU64::new(0))
@@ -98,6 +109,16 @@ impl Metrics {
     /// Envelopes forwarded so far.
     pub fn envelopes_routed(&self) -> u64 {
         self.envelopes_routed_total.load(Ordering::Relaxed)
+    }
+
+    /// Blobs stored (durably) since start.
+    pub fn blobs_stored(&self) -> u64 {
+        self.blobs_stored_total.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the blobs stored since start.
+    pub fn blob_bytes_stored(&self) -> u64 {
+        self.blob_bytes_stored_total.load(Ordering::Relaxed)
     }
 
     pub(crate) fn inc(counter: &AtomicU64) {
@@ -167,6 +188,24 @@ impl Metrics {
             "counter",
             "TURN relay credentials issued to registered devices.",
             load(&self.relay_credentials_total),
+        );
+        one(
+            "sealdesk_blobs_stored_total",
+            "counter",
+            "Blobs (recording segments) stored durably.",
+            load(&self.blobs_stored_total),
+        );
+        one(
+            "sealdesk_blob_bytes_stored_total",
+            "counter",
+            "Bytes of the blobs stored.",
+            load(&self.blob_bytes_stored_total),
+        );
+        one(
+            "sealdesk_blobs_deleted_total",
+            "counter",
+            "Blobs deleted by their owners.",
+            load(&self.blobs_deleted_total),
         );
         let _ = writeln!(
             s,

@@ -73,7 +73,14 @@ struct Request {
 #[derive(Clone)]
 pub struct Registry {
     tx: mpsc::Sender<Request>,
-    known: Arc<RwLock<HashSet<RoutingNumber>>>,
+    known: Arc<RwLock<Known>>,
+}
+
+/// What is registered, kept in memory for lookups that must not wait for the writer.
+#[derive(Default)]
+struct Known {
+    numbers: HashSet<RoutingNumber>,
+    keys: HashSet<DeviceKey>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -115,17 +122,24 @@ impl Registry {
              PRAGMA user_version = 1;",
         )
         .map_err(sql)?;
-        let mut known = HashSet::new();
+        let mut known = Known::default();
         {
             let mut stmt = conn
-                .prepare("SELECT routing_number FROM devices")
+                .prepare("SELECT routing_number, device_key FROM devices")
                 .map_err(sql)?;
-            let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(sql)?;
-            for n in rows {
-                let n = n.map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(sql)?;
+            for row in rows {
+                let (n, key) = row.map_err(sql)?;
                 // Rows were written by us; skip anything out of range rather than fail.
-                if let Ok(n) = RoutingNumber::new(u64::try_from(n).unwrap_or(0)) {
-                    known.insert(n);
+                let n = RoutingNumber::new(u64::try_from(n).unwrap_or(0));
+                let key = <[u8; 32]>::try_from(key)
+                    .ok()
+                    .and_then(|k| DeviceKey::try_from_bytes(k).ok());
+                if let (Ok(n), Some(key)) = (n, key) {
+                    known.numbers.insert(n);
+                    known.keys.insert(key);
                 }
             }
         }
@@ -159,13 +173,21 @@ impl Registry {
     pub fn exists(&self, number: RoutingNumber) -> bool {
         self.known
             .read()
-            .map(|k| k.contains(&number))
+            .map(|k| k.numbers.contains(&number))
+            .unwrap_or(false)
+    }
+
+    /// Whether this device key is registered (durably).
+    pub fn contains_key(&self, key: &DeviceKey) -> bool {
+        self.known
+            .read()
+            .map(|k| k.keys.contains(key))
             .unwrap_or(false)
     }
 
     /// How many devices are registered.
     pub fn len(&self) -> usize {
-        self.known.read().map(|k| k.len()).unwrap_or(0)
+        self.known.read().map(|k| k.numbers.len()).unwrap_or(0)
     }
 
     /// Whether no device is registered.
@@ -199,7 +221,7 @@ fn create_private_file(path: &Path) -> Result<(), RegistryError> {
 struct Writer {
     conn: Connection,
     path: PathBuf,
-    known: Arc<RwLock<HashSet<RoutingNumber>>>,
+    known: Arc<RwLock<Known>>,
 }
 
 impl Writer {
@@ -217,7 +239,10 @@ impl Writer {
             match self.commit_batch(&keys, &mut rng) {
                 Ok(results) => {
                     if let Ok(mut known) = self.known.write() {
-                        known.extend(results.iter().filter(|r| r.new).map(|r| r.number));
+                        for (key, r) in keys.iter().zip(&results).filter(|(_, r)| r.new) {
+                            known.numbers.insert(r.number);
+                            known.keys.insert(*key);
+                        }
                     }
                     for (req, res) in batch.into_iter().zip(results) {
                         let _ = req.reply.send(Ok(res));
@@ -326,9 +351,11 @@ mod tests {
             }
         );
         assert!(reg.exists(a.number) && reg.exists(b.number));
+        assert!(reg.contains_key(&key(1)) && !reg.contains_key(&key(3)));
         drop(reg);
         let reg = Registry::open(&path).unwrap();
         assert_eq!(reg.len(), 2);
+        assert!(reg.contains_key(&key(2)) && !reg.contains_key(&key(3)));
         assert_eq!(reg.register(key(2)).await.unwrap().number, b.number);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
