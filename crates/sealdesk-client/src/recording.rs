@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use sealdesk_record::body::{Event, Record, VideoCodec};
 use sealdesk_record::segment::{self, Recorder, Segment};
 
+/// Where a recording says which segment files are durable (for an uploader).
+pub type DurableSender = tokio::sync::mpsc::UnboundedSender<PathBuf>;
+
 /// Records queued at most (frames and events) before video is dropped.
 pub const QUEUE: usize = 512;
 
@@ -77,6 +80,7 @@ pub fn start_session(
     recipient: sealdesk_record::cert::VerifiedRecipient,
     peer: &sealdesk_auth::session::PeerIdentity,
     by_host: bool,
+    durable: Option<DurableSender>,
 ) -> std::io::Result<(RecordingSink, String)> {
     let mut id = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
@@ -96,7 +100,12 @@ pub fn start_session(
         recipient,
         sealdesk_record::segment::SegmentPolicy::default(),
     );
-    let sink = RecordingSink::start(dir.join(dir_name(unix_ms, &id)), recorder, Instant::now())?;
+    let sink = RecordingSink::start(
+        dir.join(dir_name(unix_ms, &id)),
+        recorder,
+        Instant::now(),
+        durable,
+    )?;
     sink.event(Event::Started {
         by_host,
         peer_fingerprint: peer.fingerprint().0,
@@ -135,8 +144,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 impl RecordingSink {
     /// Starts recording into `dir` (created, mode 0700; must not exist). `started` is the
-    /// recording's time zero (the recorder's `started_unix_ms` matches it).
-    pub fn start(dir: PathBuf, recorder: Recorder, started: Instant) -> std::io::Result<Self> {
+    /// recording's time zero (the recorder's `started_unix_ms` matches it). `durable` hears
+    /// the path of each segment once it is durable (an uploader); it is dropped when the
+    /// recording ends.
+    pub fn start(
+        dir: PathBuf,
+        recorder: Recorder,
+        started: Instant,
+        durable: Option<DurableSender>,
+    ) -> std::io::Result<Self> {
         if let Some(parent) = dir.parent() {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -152,7 +168,7 @@ impl RecordingSink {
             let dir = dir.clone();
             std::thread::Builder::new()
                 .name("sealdesk-recorder".into())
-                .spawn(move || writer(dir, recorder, started, rx, shared))?
+                .spawn(move || writer(dir, recorder, started, rx, shared, durable))?
         };
         Ok(Self {
             tx,
@@ -264,6 +280,7 @@ fn writer(
     started: Instant,
     rx: mpsc::Receiver<Msg>,
     shared: Arc<Shared>,
+    notify: Option<DurableSender>,
 ) {
     let fail = |e: String| {
         tracing::warn!(error = %e, "recording stopped");
@@ -276,6 +293,9 @@ fn writer(
         shared
             .bytes
             .fetch_add(s.bytes.len() as u64, Ordering::Relaxed);
+        if let Some(n) = &notify {
+            let _ = n.send(dir.join(s.file_name()));
+        }
         Ok(())
     };
     loop {
@@ -372,4 +392,67 @@ mod tests {
         assert_eq!(dir_name(1_796_219_374_000, &id), "20261202-134934-abababab");
         assert_eq!(dir_name(951_782_400_000, &id), "20000229-000000-abababab");
     }
+}
+
+/// What an uploader did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Segments stored on the server.
+    pub uploaded: u32,
+    /// Segments that could not be stored (they stay on this device).
+    pub failed: u32,
+    /// The last error, in words.
+    pub last_error: Option<String>,
+}
+
+/// Uploads each segment it hears of to the signaling server's blob store, for `owner`,
+/// in order, retrying each a few times (1, 2, 4, 8 s apart). Ends when the recording ends
+/// (the sender is dropped) and everything heard of was tried.
+pub fn spawn_uploader(
+    client: crate::blobs::BlobClient,
+    owner: sealdesk_proto::DeviceKey,
+) -> (DurableSender, tokio::task::JoinHandle<UploadReport>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let task = tokio::spawn(async move {
+        let mut report = UploadReport::default();
+        while let Some(path) = rx.recv().await {
+            let bytes = match tokio::fs::read(&path).await {
+                Ok(b) => b,
+                Err(e) => {
+                    report.failed += 1;
+                    report.last_error = Some(format!("cannot read {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let mut wait = Duration::from_secs(1);
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match client.upload(&owner, bytes.clone()).await {
+                    Ok(id) => {
+                        tracing::debug!(%id, path = %path.display(), "segment uploaded");
+                        report.uploaded += 1;
+                        break;
+                    }
+                    Err(e) => {
+                        let words = format!("{} not uploaded: {e}", path.display());
+                        tracing::warn!(error = %e, attempt, "segment upload failed");
+                        // A refusal (quota, size, authentication) will not change by retrying.
+                        let refused = e
+                            .status()
+                            .is_some_and(|s| (400..500).contains(&s) || s == 507);
+                        if refused || attempt >= 5 {
+                            report.failed += 1;
+                            report.last_error = Some(words);
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                }
+            }
+        }
+        report
+    });
+    (tx, task)
 }

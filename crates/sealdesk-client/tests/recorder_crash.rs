@@ -60,7 +60,7 @@ fn child(dir: PathBuf, owner_file: &Path) -> ! {
             max_bytes: 64 << 10,
         },
     );
-    let sink = RecordingSink::start(dir, recorder, Instant::now()).unwrap();
+    let sink = RecordingSink::start(dir, recorder, Instant::now(), None).unwrap();
     let mut out = std::io::stdout();
     let mut reported = 0;
     for n in 0u32.. {

@@ -103,6 +103,8 @@ pub struct HostRecording {
     pub dir: PathBuf,
     /// Keep clipboard text in the recording (else only sizes).
     pub keep_clipboard: bool,
+    /// Upload each segment, once durable, to the signaling server's blob store for the owner.
+    pub upload: Option<sealdesk_client::blobs::BlobClient>,
 }
 
 /// A question for the host's user: may this viewer in?
@@ -179,6 +181,8 @@ pub enum HostEvent {
     /// UDP to the relay is blocked from here: sessions relay over TCP (tried first for the
     /// next [`TCP_FIRST_FOR`]).
     RelayOverTcp,
+    /// A session's recording was uploaded (as far as it could be).
+    RecordingUploaded(sealdesk_client::recording::UploadReport),
     /// This session is being recorded (the viewer is told too).
     Recording {
         /// The recording's directory.
@@ -1116,12 +1120,26 @@ impl Agent {
         let Some(config) = &self.config.recording else {
             return Ok(None);
         };
+        let durable = config.upload.as_ref().map(|client| {
+            let (tx, task) = sealdesk_client::recording::spawn_uploader(
+                client.clone(),
+                *config.recipient.owner(),
+            );
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                if let Ok(report) = task.await {
+                    let _ = events.send(HostEvent::RecordingUploaded(report)).await;
+                }
+            });
+            tx
+        });
         let (sink, owner) = sealdesk_client::recording::start_session(
             &config.dir,
             self.identity.clone(),
             config.recipient.clone(),
             peer,
             true,
+            durable,
         )?;
         Ok(Some(SessionRecording {
             sink: Arc::new(sink),

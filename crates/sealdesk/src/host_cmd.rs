@@ -78,6 +78,10 @@ pub(crate) struct HostArgs {
     /// Keep clipboard text in recordings (by default only its size is recorded).
     #[arg(long, requires = "record_to")]
     pub(crate) record_clipboard: bool,
+    /// Also upload each recording segment, once it is on disk, to the signaling server's
+    /// blob store for the owner (who fetches them with `sealdesk recordings pull`).
+    #[arg(long, requires = "record_to")]
+    pub(crate) upload: bool,
 }
 
 /// The relay choice the two flags make.
@@ -121,6 +125,7 @@ pub(crate) async fn run(args: HostArgs, data_dir: Option<&Path>) -> anyhow::Resu
         Some(ip) => ip,
         None => sealdesk_client::signal::local_ip_towards(&args.server.server).await?,
     };
+    let identity = Arc::new(identity);
     // Refused now, before anyone connects, unless a trusted key signed it.
     let recording = match &args.record_to {
         Some(cert) => {
@@ -135,15 +140,23 @@ pub(crate) async fn run(args: HostArgs, data_dir: Option<&Path>) -> anyhow::Resu
                 safe(recipient.label()),
                 sealdesk_auth::DeviceFingerprint::of(recipient.owner()).short()
             );
+            let upload = if args.upload {
+                Some(crate::recordings::blob_client(
+                    &args.server,
+                    identity.clone(),
+                )?)
+            } else {
+                None
+            };
             Some(HostRecording {
                 recipient,
                 dir: rec_dir,
                 keep_clipboard: args.record_clipboard,
+                upload,
             })
         }
         None => None,
     };
-    let identity = Arc::new(identity);
     let client = crate::pair::signal(&args.server, identity.clone()).await?;
     println!(
         "sharing display {} as host {} ({:?}) through {}",
@@ -356,6 +369,13 @@ impl Terminal {
             HostEvent::SignalingLost(why) => {
                 println!("lost the signaling server ({why}); reconnecting…");
             }
+            HostEvent::RecordingUploaded(r) => match &r.last_error {
+                None => println!("recording uploaded: {} segments", r.uploaded),
+                Some(e) => println!(
+                    "recording upload: {} segments uploaded, {} not ({e}); they stay on this machine",
+                    r.uploaded, r.failed
+                ),
+            },
             HostEvent::Recording { dir, owner } => println!(
                 "● recording this session to {} for {} (the viewer is told)",
                 dir.display(),

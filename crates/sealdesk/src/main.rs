@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
             Command::Identity => identity(cli.data_dir),
             Command::Pair(cmd) => pair::run(cmd, cli.data_dir.as_deref()).await,
             Command::Devices(cmd) => devices::run(cmd, cli.data_dir.as_deref()),
-            Command::Recordings(cmd) => recordings::run(cmd, cli.data_dir.as_deref()),
+            Command::Recordings(cmd) => recordings::run(cmd, cli.data_dir.as_deref()).await,
         }
     });
     // Reading standard input blocks a runtime thread that cannot be cancelled: waiting for

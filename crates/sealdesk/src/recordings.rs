@@ -40,6 +40,27 @@ pub(crate) enum RecordingsCommand {
     Export(ExportArgs),
     /// Play a recording in a window, with its session events on the terminal.
     Play(PlayArgs),
+    /// List the recording segments the signaling server keeps for you.
+    List {
+        #[command(flatten)]
+        server: crate::pair::ServerArgs,
+    },
+    /// Download your recording segments from the signaling server and sort them into
+    /// recordings (then verify each).
+    Pull(PullArgs),
+}
+
+/// Flags of `sealdesk recordings pull`.
+#[derive(Debug, Args)]
+pub(crate) struct PullArgs {
+    #[command(flatten)]
+    server: crate::pair::ServerArgs,
+    /// Where the recordings go [default: recordings/pulled in the data directory].
+    #[arg(short, long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Delete each blob from the server once it is safely on this device.
+    #[arg(long)]
+    delete: bool,
 }
 
 /// Flags of `sealdesk recordings play`.
@@ -79,6 +100,17 @@ pub(crate) struct ExportArgs {
     quiet: bool,
 }
 
+/// A blob-store client for the server `server` names, signing as this device.
+pub(crate) fn blob_client(
+    server: &crate::pair::ServerArgs,
+    identity: std::sync::Arc<IdentityKey>,
+) -> anyhow::Result<sealdesk_client::blobs::BlobClient> {
+    let mut config = sealdesk_client::ClientConfig::new(&server.server);
+    config.extra_ca_pem.clone_from(&server.ca_file);
+    sealdesk_client::blobs::BlobClient::new(&config, identity)
+        .map_err(|e| anyhow!("cannot use the server's blob store: {e}"))
+}
+
 /// Where `keygen` puts the owner key.
 pub(crate) fn owner_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("recordings").join("owner.key")
@@ -94,7 +126,7 @@ pub(crate) fn default_recordings_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("recordings")
 }
 
-pub(crate) fn run(cmd: RecordingsCommand, data_dir: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) async fn run(cmd: RecordingsCommand, data_dir: Option<&Path>) -> anyhow::Result<()> {
     let dir = store::resolve_data_dir(data_dir)?;
     match cmd {
         RecordingsCommand::Keygen(args) => keygen(&dir, args),
@@ -112,8 +144,177 @@ pub(crate) fn run(cmd: RecordingsCommand, data_dir: Option<&Path>) -> anyhow::Re
             }
         }
         RecordingsCommand::Export(args) => export(&dir, args),
-        RecordingsCommand::Play(args) => play(&dir, args),
+        RecordingsCommand::Play(args) => {
+            tokio::task::spawn_blocking(move || play(&dir, args)).await?
+        }
+        RecordingsCommand::List { server } => list(&dir, &server).await,
+        RecordingsCommand::Pull(args) => pull(&dir, args).await,
     }
+}
+
+fn utc(unix: u64) -> String {
+    let name = sealdesk_client::recording::dir_name(
+        unix.saturating_mul(1000),
+        &sealdesk_record::RecordingId([0; 16]),
+    );
+    // "YYYYmmdd-HHMMSS-…" → "YYYY-mm-dd HH:MM:SS UTC"
+    let b = name.as_bytes();
+    let part = |r: std::ops::Range<usize>| std::str::from_utf8(&b[r]).unwrap_or("?");
+    format!(
+        "{}-{}-{} {}:{}:{} UTC",
+        part(0..4),
+        part(4..6),
+        part(6..8),
+        part(9..11),
+        part(11..13),
+        part(13..15)
+    )
+}
+
+fn device_words(key: &DeviceKey, trusted: &[(DeviceKey, String)]) -> String {
+    let fpr = DeviceFingerprint::of(key).short();
+    match trusted.iter().find(|(k, _)| k == key) {
+        Some((_, label)) => format!("{} ({fpr})", safe(label)),
+        None => format!("an unknown device ({fpr})"),
+    }
+}
+
+async fn list(data_dir: &Path, server: &crate::pair::ServerArgs) -> anyhow::Result<()> {
+    let (identity, _) = store::load_or_create_identity(data_dir)?;
+    let trusted = trusted_devices(data_dir, &identity)?;
+    let client = blob_client(server, std::sync::Arc::new(identity))?;
+    let blobs = client
+        .list()
+        .await
+        .map_err(|e| anyhow!("cannot list: {e}"))?;
+    let total: u64 = blobs.iter().map(|b| b.size).sum();
+    println!(
+        "{} blobs ({:.1} MB) kept for this device by {}",
+        blobs.len(),
+        total as f64 / 1e6,
+        server.server
+    );
+    for b in &blobs {
+        println!(
+            "  {}  {:>9} bytes  {}  from {}",
+            b.id,
+            b.size,
+            utc(b.created_at),
+            device_words(&b.uploader, &trusted)
+        );
+    }
+    if !blobs.is_empty() {
+        println!("`sealdesk recordings pull` fetches them and sorts them into recordings (the server cannot tell which is which)");
+    }
+    Ok(())
+}
+
+async fn pull(data_dir: &Path, args: PullArgs) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    let (identity, _) = store::load_or_create_identity(data_dir)?;
+    let trusted = trusted_devices(data_dir, &identity)?;
+    let client = blob_client(&args.server, std::sync::Arc::new(identity))?;
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_recordings_dir(data_dir).join("pulled"));
+    store::ensure_private_dir(&out)?;
+    let blobs = client
+        .list()
+        .await
+        .map_err(|e| anyhow!("cannot list: {e}"))?;
+    let bar = indicatif::ProgressBar::new(blobs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("pulling [{bar:30}] {pos}/{len} blobs {elapsed}")
+            .map_err(|e| anyhow!("progress bar: {e}"))?
+            .progress_chars("=> "),
+    );
+    let mut recordings: BTreeMap<PathBuf, u32> = BTreeMap::new();
+    let (mut written, mut same, mut strange) = (0u32, 0u32, 0u32);
+    for b in &blobs {
+        let bytes = client
+            .download(&b.id)
+            .await
+            .map_err(|e| anyhow!("cannot download {}: {e}", b.id))?;
+        // Sorted by what the recorder signed; anything else is kept aside, never trusted.
+        let inspected = inspect(&bytes);
+        let target = match &inspected.entry {
+            Ok(e) if inspected.signature_ok => {
+                let dir = out.join(sealdesk_client::recording::dir_name(
+                    e.started_unix_ms,
+                    &e.recording_id,
+                ));
+                store::ensure_private_dir(&dir)?;
+                *recordings.entry(dir.clone()).or_default() += 1;
+                let name = dir.join(sealdesk_record::segment::file_name(e.seq));
+                match std::fs::read(&name) {
+                    Ok(existing) if existing == bytes => {
+                        same += 1;
+                        None
+                    }
+                    // A second, different segment claiming the same place: kept beside it,
+                    // so verify names it.
+                    Ok(_) => Some(dir.join(format!("{:06}-{}.sdseg", e.seq, b.id))),
+                    Err(_) => Some(name),
+                }
+            }
+            _ => {
+                strange += 1;
+                let dir = out.join("unrecognized");
+                store::ensure_private_dir(&dir)?;
+                Some(dir.join(format!("{}.blob", b.id)))
+            }
+        };
+        if let Some(path) = target {
+            let (dir, name) = (
+                path.parent().unwrap_or(&out).to_path_buf(),
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("blob")
+                    .to_owned(),
+            );
+            sealdesk_client::recording::write_durably(&dir, &name, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            written += 1;
+        }
+        if args.delete {
+            client
+                .delete(&b.id)
+                .await
+                .map_err(|e| anyhow!("cannot delete {} from the server: {e}", b.id))?;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "pulled {} blobs into {}: {written} written, {same} already here{}",
+        blobs.len(),
+        out.display(),
+        if strange > 0 {
+            format!(", {strange} not recording segments (kept in unrecognized/, not trusted)")
+        } else {
+            String::new()
+        }
+    );
+    for dir in recordings.keys() {
+        let report = check(data_dir, dir)?;
+        println!("  {}: {}", dir.display(), report.verdict);
+        if let Some(who) = report.recorder {
+            println!("    recorded by {who}");
+        } else if let Some(Ok(e)) = report
+            .files
+            .first()
+            .map(|f| read_segment(f).map(|b| inspect(&b)))
+        {
+            if let Ok(entry) = e.entry {
+                println!(
+                    "    recorded by {}",
+                    device_words(&entry.recorder, &trusted)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn unix_now() -> u64 {
@@ -215,7 +416,7 @@ pub(crate) fn start_recording(
     keep_clipboard: bool,
 ) -> anyhow::Result<Started> {
     let (sink, owner) =
-        sealdesk_client::recording::start_session(dir, identity, recipient, peer, by_host)
+        sealdesk_client::recording::start_session(dir, identity, recipient, peer, by_host, None)
             .with_context(|| format!("cannot start recording into {}", dir.display()))?;
     Ok(Started {
         sink: std::sync::Arc::new(sink),

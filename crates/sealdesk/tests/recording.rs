@@ -627,3 +627,183 @@ fn a_viewer_records_to_its_own_key_and_the_host_is_told() {
     eprintln!("viewer's recording, last frame vs screen: PSNR {db:.1} dB");
     assert!(db >= 35.0, "PSNR {db:.1} dB");
 }
+
+/// Every file under `dir`, recursively.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn uploaded_segments_reach_only_their_owner_and_the_blob_store_holds_no_plaintext_or_keys() {
+    use base64::Engine as _;
+    let server = server();
+    let xvfb = Xvfb::start(640, 400).unwrap();
+    let desk = Desk::open_sized(xvfb.display(), 640, 400);
+    let (hd, vd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (key, cert) = keygen(hd.path(), "owner");
+    let recs = hd.path().join("recs");
+    let clip = "clipboard canary ZK9-41f0";
+    let mut s = connect_dirs(
+        (&server.url, &server.url),
+        xvfb.display(),
+        "y",
+        (hd, vd),
+        (
+            None,
+            &[
+                "--record-to",
+                cert.to_str().unwrap(),
+                "--record-dir",
+                recs.to_str().unwrap(),
+                "--record-clipboard",
+                "--upload",
+            ],
+        ),
+        (None, &[]),
+    );
+    desk.show_text(20, 40, "screen canary 9c2e");
+    s.viewer.send(&format!("clipboard {clip}"));
+    s.host.wait_line("clipboard: ");
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    s.viewer.send("end");
+    assert!(s.viewer.wait_exit(), "{}", s.viewer.output());
+    let uploaded = s.host.wait_line("recording uploaded: ");
+    let n: usize = uploaded.split(' ').next().unwrap().parse().unwrap();
+    let local = announced_dir(&s.host.output());
+    assert_eq!(n, std::fs::read_dir(&local).unwrap().count(), "{uploaded}");
+    let [hdir, vdir] = s.data_dirs();
+
+    // Positive control: the clipboard text is in the recording's plaintext (opened with
+    // Debian's age), so a scan that does not find it below is looking at what matters.
+    let mut plaintext = Vec::new();
+    for f in all_files(&local) {
+        let bytes = std::fs::read(&f).unwrap();
+        let part = hdir.join("part.age");
+        std::fs::write(&part, &bytes[sealdesk_record::segment::AGE_OFFSET..]).unwrap();
+        let out = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(&key)
+            .arg(&part)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        plaintext.extend_from_slice(&out.stdout);
+    }
+    assert!(plaintext.windows(clip.len()).any(|w| w == clip.as_bytes()));
+
+    // What the server holds: no canary, no key, in any usual encoding.
+    let secret = |path: &Path, prefix: &str| -> String {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+            .unwrap()
+    };
+    let owner_secret = secret(&key, "AGE-SECRET-KEY-1");
+    let mut needles: Vec<(String, Vec<u8>)> = vec![
+        ("clipboard canary".into(), clip.as_bytes().to_vec()),
+        (
+            "clipboard canary, base64".into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(clip)
+                .into_bytes(),
+        ),
+        ("owner key".into(), owner_secret.clone().into_bytes()),
+        (
+            "owner key, lowercase".into(),
+            owner_secret.to_lowercase().into_bytes(),
+        ),
+    ];
+    for (who, dir) in [("host", hdir), ("viewer", vdir)] {
+        let seed_b64 = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find_map(|p| {
+                std::fs::read_to_string(&p).ok().and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("seed: ").map(str::to_owned))
+                })
+            })
+            .unwrap_or_else(|| panic!("no identity key file in {}", dir.display()));
+        let seed = base64::engine::general_purpose::STANDARD
+            .decode(&seed_b64)
+            .unwrap();
+        needles.push((format!("{who} identity seed"), seed));
+        needles.push((
+            format!("{who} identity seed, base64"),
+            seed_b64.into_bytes(),
+        ));
+    }
+    let stored = all_files(server.data_dir());
+    let blob_files: Vec<_> = stored
+        .iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "blobs"))
+        .collect();
+    assert!(blob_files.len() >= n, "{stored:?}");
+    for f in &stored {
+        let bytes = std::fs::read(f).unwrap();
+        for (what, needle) in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what} found in the server's {}",
+                f.display()
+            );
+        }
+    }
+
+    // The owner lists and pulls them; the pulled recording is the recording.
+    let out = run(sealdesk(hdir).args(["recordings", "list", "--server", &server.url]));
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).starts_with(&format!("{n} blobs")),
+        "{}",
+        stdout(&out)
+    );
+    let pulled = hdir.join("pulled");
+    let out = run(sealdesk(hdir)
+        .args(["recordings", "pull", "--server", &server.url, "-o"])
+        .arg(&pulled));
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains(&format!("{n} written")), "{text}");
+    assert!(text.contains(&format!("complete: {n} segments")), "{text}");
+    let got = std::fs::read_dir(&pulled)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for f in all_files(&local) {
+        assert_eq!(
+            std::fs::read(&f).unwrap(),
+            std::fs::read(got.join(f.file_name().unwrap())).unwrap()
+        );
+    }
+    // Pulling again writes nothing new.
+    let out = run(sealdesk(hdir)
+        .args(["recordings", "pull", "--server", &server.url, "-o"])
+        .arg(&pulled));
+    assert!(
+        stdout(&out).contains(&format!("0 written, {n} already here")),
+        "{}",
+        stdout(&out)
+    );
+
+    // Another registered device sees none of them.
+    let out = run(sealdesk(vdir).args(["recordings", "list", "--server", &server.url]));
+    assert!(
+        out.status.success(),
+        "the viewer is registered: it may list (its own)"
+    );
+    assert!(stdout(&out).starts_with("0 blobs"), "{}", stdout(&out));
+}

@@ -213,6 +213,13 @@ pub(crate) struct Server {
     _data: tempfile::TempDir,
 }
 
+impl Server {
+    /// The server's data directory (registry, blob store).
+    pub(crate) fn data_dir(&self) -> &Path {
+        self._data.path()
+    }
+}
+
 pub(crate) fn server() -> Server {
     let data = tempfile::tempdir().unwrap();
     let mut cmd = sealdesk(data.path());
