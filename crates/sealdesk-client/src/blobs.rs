@@ -38,7 +38,7 @@ use hyper::http::{header, Method, Request, StatusCode, Uri};
 use rand::RngCore as _;
 use rustls::pki_types::ServerName;
 use sealdesk_auth::IdentityKey;
-use sealdesk_proto::blob_auth::{self, BlobAuth, BodyDigest, RequestNonce};
+use sealdesk_proto::blob_auth::{self, BlobAuth, BodyDigest, RequestNonce, Signed};
 use sealdesk_proto::DeviceKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -253,6 +253,8 @@ impl Drop for AbortOnDrop {
 #[derive(Clone)]
 pub struct BlobClient {
     target: Target,
+    /// The server's name as signed (the `Host` sent, normalised as for registration).
+    origin: String,
     tls: Option<Arc<rustls::ClientConfig>>,
     identity: Arc<IdentityKey>,
     local_ip: Option<IpAddr>,
@@ -280,8 +282,11 @@ impl BlobClient {
         } else {
             None
         };
+        let origin = sealdesk_proto::signaling::normalize_origin(&target.authority)
+            .ok_or_else(|| BlobError::Url(config.url.clone()))?;
         Ok(Self {
             target,
+            origin,
             tls,
             identity,
             local_ip: config.local_ip,
@@ -394,9 +399,12 @@ impl BlobClient {
             self.identity.public(),
             now,
             RequestNonce(nonce),
-            method.as_str(),
-            target,
-            &BodyDigest::of(&body),
+            Signed {
+                origin: &self.origin,
+                method: method.as_str(),
+                path_and_query: target,
+                body: &BodyDigest::of(&body),
+            },
             |m| self.identity.sign(m),
         );
         let request = Request::builder()

@@ -13,9 +13,14 @@
 //! The signature covers [`signing_bytes`]:
 //!
 //! ```text
-//! "sealdesk/v1 blob-request" ‖ LP(method) ‖ LP(path-and-query as sent) ‖ LP(ts as u64 BE)
-//!                            ‖ LP(nonce) ‖ LP(SHA-256(body))          LP(x) = u32 BE length ‖ x
+//! "sealdesk/v1 blob-request" ‖ LP(origin) ‖ LP(method) ‖ LP(path-and-query as sent)
+//!                            ‖ LP(ts as u64 BE) ‖ LP(nonce) ‖ LP(SHA-256(body))   LP(x) = u32 BE length ‖ x
 //! ```
+//!
+//! `origin` is the server the device addressed (`host[:port]`, as normalised for
+//! registration by [`crate::signaling::normalize_origin`]): a malicious server cannot
+//! replay a device's request to another server that knows its own name (its configured
+//! public origin), as for registration.
 //!
 //! A server accepts a request only if the key is a registered device, the signature
 //! verifies, `ts` is within [`MAX_CLOCK_SKEW_SECS`] of its clock
@@ -24,7 +29,7 @@
 //! randomness; the caller passes `now` and the nonce.
 //!
 //! ```
-//! use sealdesk_proto::blob_auth::{BlobAuth, BodyDigest, RequestNonce};
+//! use sealdesk_proto::blob_auth::{BlobAuth, BodyDigest, RequestNonce, Signed};
 //! use sealdesk_proto::{DeviceKey, SignatureBytes};
 //! use ed25519_dalek::Signer as _;
 //!
@@ -32,16 +37,23 @@
 //! let key = DeviceKey::from_verifying_key(&sk.verifying_key());
 //! let body = b"an age file";
 //! // The device: the clock and the nonce come from the shell.
-//! let auth = BlobAuth::sign(
-//!     key, 1_700_000_000, RequestNonce([1; 16]), "POST", "/blobs?owner=abc",
-//!     &BodyDigest::of(body), |m| SignatureBytes(sk.sign(m).to_bytes()),
-//! );
+//! let request = Signed {
+//!     origin: "sealdesk.example:8443",
+//!     method: "POST",
+//!     path_and_query: "/blobs?owner=abc",
+//!     body: &BodyDigest::of(body),
+//! };
+//! let auth = BlobAuth::sign(key, 1_700_000_000, RequestNonce([1; 16]), request, |m| {
+//!     SignatureBytes(sk.sign(m).to_bytes())
+//! });
 //! let header = auth.to_header();
 //! // The server: parse, check the clock, check the signature over what arrived.
 //! let got = BlobAuth::parse_header(&header)?;
 //! got.check_fresh(1_700_000_030)?;
-//! got.verify("POST", "/blobs?owner=abc", &BodyDigest::of(body))?;
-//! assert!(got.verify("POST", "/blobs?owner=abc", &BodyDigest::of(b"other")).is_err());
+//! got.verify(request)?;
+//! let other = BodyDigest::of(b"other");
+//! assert!(got.verify(Signed { body: &other, ..request }).is_err());
+//! assert!(got.verify(Signed { origin: "evil.example", ..request }).is_err());
 //! # Ok::<(), sealdesk_proto::blob_auth::BlobAuthError>(())
 //! ```
 
@@ -213,6 +225,7 @@ impl fmt::Debug for BlobAuth {
 /// The exact bytes a device signs for a blob request (see the module documentation).
 /// `path_and_query` is the request target exactly as sent, e.g. `/blobs?owner=…`.
 pub fn signing_bytes(
+    origin: &str,
     method: &str,
     path_and_query: &str,
     timestamp: u64,
@@ -220,7 +233,8 @@ pub fn signing_bytes(
     body: &BodyDigest,
 ) -> Vec<u8> {
     let ts = timestamp.to_be_bytes();
-    let parts: [&[u8]; 5] = [
+    let parts: [&[u8]; 6] = [
+        origin.as_bytes(),
         method.as_bytes(),
         path_and_query.as_bytes(),
         &ts,
@@ -240,23 +254,35 @@ pub fn signing_bytes(
     out
 }
 
+/// What a signature covers of a request, besides time and nonce.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    /// The server addressed (`host[:port]`, normalised).
+    pub origin: &'a str,
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The request target as sent.
+    pub path_and_query: &'a str,
+    /// The body's digest.
+    pub body: &'a BodyDigest,
+}
+
 impl BlobAuth {
     /// Signs a request. `sign` is the device's Ed25519 signing function.
     pub fn sign(
         key: DeviceKey,
         timestamp: u64,
         nonce: RequestNonce,
-        method: &str,
-        path_and_query: &str,
-        body: &BodyDigest,
+        request: Signed<'_>,
         sign: impl FnOnce(&[u8]) -> SignatureBytes,
     ) -> Self {
         let signature = sign(&signing_bytes(
-            method,
-            path_and_query,
+            request.origin,
+            request.method,
+            request.path_and_query,
             timestamp,
             &nonce,
-            body,
+            request.body,
         ));
         Self {
             key,
@@ -325,13 +351,15 @@ impl BlobAuth {
     }
 
     /// Checks the signature covers this request (strict Ed25519 verification).
-    pub fn verify(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        body: &BodyDigest,
-    ) -> Result<(), BlobAuthError> {
-        let msg = signing_bytes(method, path_and_query, self.timestamp, &self.nonce, body);
+    pub fn verify(&self, request: Signed<'_>) -> Result<(), BlobAuthError> {
+        let msg = signing_bytes(
+            request.origin,
+            request.method,
+            request.path_and_query,
+            self.timestamp,
+            &self.nonce,
+            request.body,
+        );
         if self.key.verify_strict(&msg, &self.signature) {
             Ok(())
         } else {
@@ -451,9 +479,12 @@ mod tests {
             key,
             ts,
             RequestNonce([9; 16]),
-            method,
-            target,
-            &BodyDigest::of(body),
+            Signed {
+                origin: "o.example",
+                method,
+                path_and_query: target,
+                body: &BodyDigest::of(body),
+            },
             |m| SignatureBytes(sk.sign(m).to_bytes()),
         )
     }
@@ -462,8 +493,17 @@ mod tests {
     fn signing_bytes_are_the_documented_layout() {
         let nonce = RequestNonce([0xaa; 16]);
         let body = BodyDigest::of(b"");
-        let got = signing_bytes("GET", "/blobs", 0x0102_0304_0506_0708, &nonce, &body);
+        let got = signing_bytes(
+            "o.example",
+            "GET",
+            "/blobs",
+            0x0102_0304_0506_0708,
+            &nonce,
+            &body,
+        );
         let mut want = b"sealdesk/v1 blob-request".to_vec();
+        want.extend_from_slice(&[0, 0, 0, 9]);
+        want.extend_from_slice(b"o.example");
         want.extend_from_slice(&[0, 0, 0, 3]);
         want.extend_from_slice(b"GET");
         want.extend_from_slice(&[0, 0, 0, 6]);
@@ -482,6 +522,29 @@ mod tests {
     }
 
     #[test]
+    fn a_request_signed_for_one_server_does_not_verify_at_another() {
+        let auth = signed(1, "GET", "/blobs", 5, b"");
+        let body = BodyDigest::of(b"");
+        assert!(auth
+            .verify(Signed {
+                origin: "o.example",
+                method: "GET",
+                path_and_query: "/blobs",
+                body: &body
+            })
+            .is_ok());
+        assert_eq!(
+            auth.verify(Signed {
+                origin: "other.example",
+                method: "GET",
+                path_and_query: "/blobs",
+                body: &body
+            }),
+            Err(BlobAuthError::BadSignature)
+        );
+    }
+
+    #[test]
     fn header_round_trips_and_verifies() {
         let auth = signed(1, "POST", "/blobs?owner=x", 1_700_000_000, b"body");
         let header = auth.to_header();
@@ -489,8 +552,13 @@ mod tests {
         assert!(header.len() <= MAX_HEADER_BYTES);
         let back = BlobAuth::parse_header(&header).unwrap();
         assert_eq!(back, auth);
-        back.verify("POST", "/blobs?owner=x", &BodyDigest::of(b"body"))
-            .unwrap();
+        back.verify(Signed {
+            origin: "o.example",
+            method: "POST",
+            path_and_query: "/blobs?owner=x",
+            body: &BodyDigest::of(b"body"),
+        })
+        .unwrap();
     }
 
     #[test]
@@ -498,21 +566,66 @@ mod tests {
         let auth = signed(1, "POST", "/blobs?owner=x", 1_700_000_000, b"body");
         let body = BodyDigest::of(b"body");
         let bad = Err(BlobAuthError::BadSignature);
-        assert_eq!(auth.verify("GET", "/blobs?owner=x", &body), bad);
-        assert_eq!(auth.verify("POST", "/blobs?owner=y", &body), bad);
         assert_eq!(
-            auth.verify("POST", "/blobs?owner=x", &BodyDigest::of(b"bodz")),
+            auth.verify(Signed {
+                origin: "o.example",
+                method: "GET",
+                path_and_query: "/blobs?owner=x",
+                body: &body
+            }),
+            bad
+        );
+        assert_eq!(
+            auth.verify(Signed {
+                origin: "o.example",
+                method: "POST",
+                path_and_query: "/blobs?owner=y",
+                body: &body
+            }),
+            bad
+        );
+        assert_eq!(
+            auth.verify(Signed {
+                origin: "o.example",
+                method: "POST",
+                path_and_query: "/blobs?owner=x",
+                body: &BodyDigest::of(b"bodz")
+            }),
             bad
         );
         let mut t = auth;
         t.timestamp += 1;
-        assert_eq!(t.verify("POST", "/blobs?owner=x", &body), bad);
+        assert_eq!(
+            t.verify(Signed {
+                origin: "o.example",
+                method: "POST",
+                path_and_query: "/blobs?owner=x",
+                body: &body
+            }),
+            bad
+        );
         let mut n = auth;
         n.nonce.0[0] ^= 1;
-        assert_eq!(n.verify("POST", "/blobs?owner=x", &body), bad);
+        assert_eq!(
+            n.verify(Signed {
+                origin: "o.example",
+                method: "POST",
+                path_and_query: "/blobs?owner=x",
+                body: &body
+            }),
+            bad
+        );
         let mut k = auth;
         k.key = signer(2).1;
-        assert_eq!(k.verify("POST", "/blobs?owner=x", &body), bad);
+        assert_eq!(
+            k.verify(Signed {
+                origin: "o.example",
+                method: "POST",
+                path_and_query: "/blobs?owner=x",
+                body: &body
+            }),
+            bad
+        );
     }
 
     #[test]
@@ -647,11 +760,13 @@ mod tests {
         #[test]
         fn signed_headers_round_trip(seed in 1u8.., ts in any::<u64>(), nonce in any::<[u8; 16]>()) {
             let (sk, key) = signer(seed);
-            let a = BlobAuth::sign(key, ts, RequestNonce(nonce), "DELETE", "/blobs/x",
-                &BodyDigest::of(b""), |m| SignatureBytes(sk.sign(m).to_bytes()));
+            let a = BlobAuth::sign(key, ts, RequestNonce(nonce), Signed { origin: "o.example", method: "DELETE", path_and_query: "/blobs/x", body: &BodyDigest::of(b"") }, |m| SignatureBytes(sk.sign(m).to_bytes()));
             let back = BlobAuth::parse_header(&a.to_header()).unwrap();
             prop_assert_eq!(back, a);
-            prop_assert!(back.verify("DELETE", "/blobs/x", &BodyDigest::of(b"")).is_ok());
+            let ok = back
+                .verify(Signed { origin: "o.example", method: "DELETE", path_and_query: "/blobs/x", body: &BodyDigest::of(b"") })
+                .is_ok();
+            prop_assert!(ok);
         }
     }
 }

@@ -32,6 +32,21 @@ impl Drop for ConnGuard {
     }
 }
 
+/// The origin device signatures (registration, blob requests) must cover: the configured
+/// public origin, else the request's `Host`, normalised.
+pub(crate) fn addressed_origin(
+    public_origin: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Option<String> {
+    public_origin
+        .or_else(|| {
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .and_then(normalize_origin)
+}
+
 /// `GET /ws`: admission control, then the WebSocket upgrade with explicit limits.
 pub(crate) async fn handler(
     State(state): State<Arc<AppState>>,
@@ -40,17 +55,7 @@ pub(crate) async fn handler(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let limits = state.config.limits;
-    // The origin registration signatures must cover: configured, else the request's Host.
-    let origin = state
-        .config
-        .public_origin
-        .as_deref()
-        .or_else(|| {
-            headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .and_then(normalize_origin);
+    let origin = addressed_origin(state.config.public_origin.as_deref(), &headers);
     let Some(origin) = origin else {
         state.metrics.reject("bad_host");
         return (StatusCode::BAD_REQUEST, "missing or invalid Host header\n").into_response();

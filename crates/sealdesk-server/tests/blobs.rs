@@ -51,16 +51,38 @@ fn unix_now() -> u64 {
 }
 
 /// The `Authorization` value for a request, signed by `key` at `ts`.
-fn sign(key: &IdentityKey, method: &str, target: &str, body: &[u8], ts: u64) -> String {
+fn sign(
+    server: &TestServer,
+    key: &IdentityKey,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    ts: u64,
+) -> String {
+    sign_for(&server.addr.to_string(), key, method, target, body, ts)
+}
+
+/// The `Authorization` value for a request to the server at `origin`.
+fn sign_for(
+    origin: &str,
+    key: &IdentityKey,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    ts: u64,
+) -> String {
     let mut nonce = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     BlobAuth::sign(
         key.public(),
         ts,
         RequestNonce(nonce),
-        method,
-        target,
-        &BodyDigest::of(body),
+        blob_auth::Signed {
+            origin,
+            method,
+            path_and_query: target,
+            body: &BodyDigest::of(body),
+        },
         |m| key.sign(m),
     )
     .to_header()
@@ -175,7 +197,7 @@ async fn signed(
     target: &str,
     body: &[u8],
 ) -> Resp {
-    let auth = sign(key, method, target, body, unix_now());
+    let auth = sign(server, key, method, target, body, unix_now());
     request(server, method, target, Some(&auth), body).await
 }
 
@@ -382,7 +404,7 @@ async fn oversized_uploads_are_refused_while_streaming_and_store_nothing() {
     );
 
     // Chunked, so only counting while it streams can find out.
-    let auth = sign(&dev, "POST", &target, &big, unix_now());
+    let auth = sign(&server, &dev, "POST", &target, &big, unix_now());
     let head = format!(
         "POST {target} HTTP/1.1\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\n"
     );
@@ -499,23 +521,23 @@ async fn unauthenticated_requests_get_401_each_with_its_own_message() {
         "expected the scheme",
     );
     // Signed for another path.
-    let wrong = sign(&dev, "GET", "/blobs?x", b"", now);
+    let wrong = sign(&server, &dev, "GET", "/blobs?x", b"", now);
     check(
         request(&server, "GET", "/blobs", Some(&wrong), b"").await,
         "signature does not verify",
     );
-    let stale = sign(&dev, "GET", "/blobs", b"", now - 1000);
+    let stale = sign(&server, &dev, "GET", "/blobs", b"", now - 1000);
     check(
         request(&server, "GET", "/blobs", Some(&stale), b"").await,
         "behind the server's clock",
     );
     let stranger = IdentityKey::generate(&mut rand::rngs::OsRng);
-    let unknown = sign(&stranger, "GET", "/blobs", b"", now);
+    let unknown = sign(&server, &stranger, "GET", "/blobs", b"", now);
     check(
         request(&server, "GET", "/blobs", Some(&unknown), b"").await,
         "unknown device: connect to this server once first",
     );
-    let once = sign(&dev, "GET", "/blobs", b"", now);
+    let once = sign(&server, &dev, "GET", "/blobs", b"", now);
     let first = request(&server, "GET", "/blobs", Some(&once), b"").await;
     assert_eq!((first.status, first.text()), (200, "[]".to_owned()));
     check(
@@ -530,13 +552,33 @@ async fn unauthenticated_requests_get_401_each_with_its_own_message() {
     assert!(server.handle.metrics().rejections("blob_auth_failed") >= 7);
 }
 
+/// A malicious server that replays a device's request here (it addressed that server, not
+/// this one) is refused: the signature names the server the device meant.
+#[tokio::test]
+async fn a_request_signed_for_another_server_is_refused() {
+    let server = TestServer::start(limits()).await;
+    let dev = device(&server).await;
+    let auth = sign_for("evil.example:443", &dev, "GET", "/blobs", b"", unix_now());
+    let r = request(&server, "GET", "/blobs", Some(&auth), b"").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        r.text().contains("signature does not verify"),
+        "{}",
+        r.text()
+    );
+    // The same request signed for this server's name goes through.
+    let auth = sign(&server, &dev, "GET", "/blobs", b"", unix_now());
+    let r = request(&server, "GET", "/blobs", Some(&auth), b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 #[tokio::test]
 async fn the_signature_binds_the_body() {
     let server = TestServer::start(limits()).await;
     let dev = device(&server).await;
     let target = format!("/blobs?owner={}", blob_auth::encode_key(&dev.public()));
     let body = b"the real segment".to_vec();
-    let auth = sign(&dev, "POST", &target, &body, unix_now());
+    let auth = sign(&server, &dev, "POST", &target, &body, unix_now());
 
     let swapped = b"a forged segment".to_vec();
     assert_eq!(swapped.len(), body.len());

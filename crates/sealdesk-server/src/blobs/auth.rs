@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use axum::http::{header, HeaderMap, Method, Uri};
-use sealdesk_proto::blob_auth::{BlobAuth, BlobAuthError, BodyDigest};
+use sealdesk_proto::blob_auth::{BlobAuth, BlobAuthError, BodyDigest, Signed};
 use sealdesk_proto::DeviceKey;
 
 use super::replay::{Refused, ReplayCache};
@@ -26,6 +26,8 @@ pub(crate) enum AuthFailure {
     Auth(#[from] BlobAuthError),
     #[error("unknown device: connect to this server once first")]
     UnknownDevice,
+    #[error("missing or invalid Host header (the signature covers the server's name)")]
+    NoOrigin,
     #[error(
         "replayed request: this nonce was already used; sign every request with a fresh nonce"
     )]
@@ -44,6 +46,8 @@ impl From<AuthFailure> for Failure {
 #[derive(Debug)]
 pub(crate) struct ExpectBody {
     auth: BlobAuth,
+    /// The server the signature must name (as for registration).
+    origin: String,
 }
 
 impl ExpectBody {
@@ -52,8 +56,11 @@ impl ExpectBody {
     pub(crate) fn from_headers(
         headers: &HeaderMap,
         registry: &Registry,
+        public_origin: Option<&str>,
         now: u64,
     ) -> Result<Self, AuthFailure> {
+        let origin =
+            crate::ws::addressed_origin(public_origin, headers).ok_or(AuthFailure::NoOrigin)?;
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or(AuthFailure::Missing)?
@@ -64,7 +71,7 @@ impl ExpectBody {
         if !registry.contains_key(&auth.key) {
             return Err(AuthFailure::UnknownDevice);
         }
-        Ok(Self { auth })
+        Ok(Self { auth, origin })
     }
 
     /// Verifies the signature over the request as received and records its nonce.
@@ -77,7 +84,12 @@ impl ExpectBody {
         now: u64,
     ) -> Result<DeviceKey, AuthFailure> {
         let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
-        self.auth.verify(method.as_str(), target, body)?;
+        self.auth.verify(Signed {
+            origin: &self.origin,
+            method: method.as_str(),
+            path_and_query: target,
+            body,
+        })?;
         // Only a verified request enters the cache, so nobody can fill it in someone's name.
         let mut cache = replay.lock().unwrap_or_else(|p| p.into_inner());
         cache

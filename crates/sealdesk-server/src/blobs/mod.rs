@@ -236,7 +236,12 @@ async fn small_body(body: Body) -> Result<BodyDigest, Failure> {
 /// Authenticates a request that is not an upload.
 async fn authenticate(state: &AppState, req: Request) -> Result<DeviceKey, Failure> {
     let (parts, body) = req.into_parts();
-    let pending = ExpectBody::from_headers(&parts.headers, &state.registry, unix_now())?;
+    let pending = ExpectBody::from_headers(
+        &parts.headers,
+        &state.registry,
+        state.config.public_origin.as_deref(),
+        unix_now(),
+    )?;
     let digest = small_body(body).await?;
     Ok(pending.finish(
         &parts.method,
@@ -280,7 +285,12 @@ async fn upload_inner(state: &Arc<AppState>, req: Request) -> Result<Response, F
     let limits = state.config.limits;
     let (parts, body) = req.into_parts();
     let owner = owner_of(parts.uri.query())?;
-    let pending = ExpectBody::from_headers(&parts.headers, &state.registry, unix_now())?;
+    let pending = ExpectBody::from_headers(
+        &parts.headers,
+        &state.registry,
+        state.config.public_origin.as_deref(),
+        unix_now(),
+    )?;
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
