@@ -807,3 +807,71 @@ fn uploaded_segments_reach_only_their_owner_and_the_blob_store_holds_no_plaintex
     );
     assert!(stdout(&out).starts_with("0 blobs"), "{}", stdout(&out));
 }
+
+/// `sealdesk host` itself, killed with SIGKILL at random moments of recorded sessions
+/// (before, during and after segments are written): every time, verify calls the recording
+/// truncated exactly where its files end, and export turns what is there into WebM.
+#[test]
+fn a_host_killed_at_random_moments_always_leaves_a_recording_that_verifies() {
+    use rand::Rng as _;
+    let server = server();
+    let xvfb = Xvfb::start(480, 320).unwrap();
+    let desk = Desk::open_sized(xvfb.display(), 480, 320);
+    let keys = tempfile::tempdir().unwrap();
+    let mut rng = rand::thread_rng();
+    for round in 0..6 {
+        let hd = tempfile::tempdir().unwrap();
+        let (key0, cert0) = keygen(hd.path(), "owner");
+        let (key, cert) = (
+            keys.path().join(format!("{round}.key")),
+            keys.path().join(format!("{round}.cert")),
+        );
+        std::fs::copy(&key0, &key).unwrap();
+        std::fs::copy(&cert0, &cert).unwrap();
+        let after = std::time::Duration::from_millis(rng.gen_range(100..5000));
+        let (dir, keep) = record_then_kill(&server, xvfb.display(), &desk, hd, &cert, after);
+        let data = keep.path();
+        let segments = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "sdseg")
+            })
+            .count();
+        let (ok, words) = verify_words(data, &dir);
+        assert!(!ok, "round {round} ({after:?}): {words}");
+        if segments == 0 {
+            assert!(
+                words.starts_with("truncated: not even the first segment"),
+                "{words}"
+            );
+            continue;
+        }
+        assert!(
+            words.starts_with(&format!("truncated after segment {}:", segments - 1)),
+            "round {round} ({after:?}, {segments} files): {words}"
+        );
+        let webm = data.join("k.webm");
+        let out = run(sealdesk(data)
+            .args(["recordings", "export", "--quiet", "--identity"])
+            .arg(&key)
+            .arg(&dir)
+            .arg("-o")
+            .arg(&webm));
+        assert!(out.status.success(), "round {round} ({after:?})");
+        let probe = run(Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&webm)
+            .args(["-f", "null", "-"]));
+        assert!(
+            probe.status.success() && probe.stderr.is_empty(),
+            "round {round}"
+        );
+        eprintln!(
+            "round {round}: killed after {after:?}, {segments} segments verified and exported"
+        );
+    }
+}
