@@ -87,6 +87,10 @@ pub(crate) struct ConnectArgs {
     /// Keep clipboard text in the recording (by default only its size).
     #[arg(long, requires = "record")]
     record_clipboard: bool,
+    /// Also upload each recording segment, once it is on disk, to the signaling server's
+    /// blob store for the owner (`sealdesk recordings pull` fetches them back).
+    #[arg(long, requires = "record")]
+    upload: bool,
 }
 
 /// Runs `sealdesk connect`.
@@ -196,11 +200,20 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
         host,
     });
     transport.restarter = Some(restarter);
+    let mut uploader = None;
     if let Some(recipient) = recipient {
         let rec_dir = args
             .record_dir
             .clone()
             .unwrap_or_else(|| crate::recordings::default_recordings_dir(&dir));
+        let durable = if args.upload {
+            let client = crate::recordings::blob_client(&args.server, identity.clone())?;
+            let (tx, task) = sealdesk_client::recording::spawn_uploader(client, *recipient.owner());
+            uploader = Some(task);
+            Some(tx)
+        } else {
+            None
+        };
         let r = crate::recordings::start_recording(
             &rec_dir,
             identity.clone(),
@@ -208,6 +221,7 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
             &connected_peer,
             false,
             args.record_clipboard,
+            durable,
         )?;
         println!(
             "● recording this session to {} for {} (the host is told)",
@@ -221,6 +235,19 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
         });
     }
     let summary = view(transport, &options, move |note| print_note(note, headless)).await;
+    // The recording is finished with the session; its last uploads may still be going.
+    if let Some(task) = uploader {
+        match tokio::time::timeout(Duration::from_secs(120), task).await {
+            Ok(Ok(r)) => match &r.last_error {
+                None => println!("recording uploaded: {} segments", r.uploaded),
+                Some(e) => println!(
+                    "recording upload: {} segments uploaded, {} not ({e}); they stay on this machine",
+                    r.uploaded, r.failed
+                ),
+            },
+            _ => println!("recording upload did not finish; the segments stay on this machine"),
+        }
+    }
     // Every restarter is gone with the session: the signaling comes back.
     let Signaling {
         client,

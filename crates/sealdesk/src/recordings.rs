@@ -414,9 +414,10 @@ pub(crate) fn start_recording(
     peer: &sealdesk_auth::session::PeerIdentity,
     by_host: bool,
     keep_clipboard: bool,
+    durable: Option<sealdesk_client::recording::DurableSender>,
 ) -> anyhow::Result<Started> {
     let (sink, owner) =
-        sealdesk_client::recording::start_session(dir, identity, recipient, peer, by_host, None)
+        sealdesk_client::recording::start_session(dir, identity, recipient, peer, by_host, durable)
             .with_context(|| format!("cannot start recording into {}", dir.display()))?;
     Ok(Started {
         sink: std::sync::Arc::new(sink),

@@ -573,7 +573,15 @@ fn a_viewer_records_to_its_own_key_and_the_host_is_told() {
         "y",
         (hd, vd),
         (None, &[]),
-        (None, &["--record", "--record-dir", recs.to_str().unwrap()]),
+        (
+            None,
+            &[
+                "--record",
+                "--record-dir",
+                recs.to_str().unwrap(),
+                "--upload",
+            ],
+        ),
     );
     s.host.wait_line("● the viewer is recording this session");
     assert!(
@@ -606,7 +614,22 @@ fn a_viewer_records_to_its_own_key_and_the_host_is_told() {
         "{}",
         s.viewer.output()
     );
+    let segments = std::fs::read_dir(&dir).unwrap().count();
+    assert!(
+        s.viewer
+            .output()
+            .contains(&format!("recording uploaded: {segments} segments")),
+        "{}",
+        s.viewer.output()
+    );
     let [_, vdir] = s.data_dirs();
+    // The viewer owns them: it lists them on the server.
+    let out = run(sealdesk(vdir).args(["recordings", "list", "--server", &server.url]));
+    assert!(
+        stdout(&out).starts_with(&format!("{segments} blobs")),
+        "{}",
+        stdout(&out)
+    );
     let out = run(sealdesk(vdir).args(["recordings", "verify"]).arg(&dir));
     assert!(out.status.success());
     assert!(
