@@ -41,7 +41,6 @@ use sealdesk_auth::IdentityKey;
 use sealdesk_proto::blob_auth::{self, BlobAuth, BodyDigest, RequestNonce, Signed};
 use sealdesk_proto::DeviceKey;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpSocket, TcpStream};
 
 use crate::signal::ClientConfig;
 
@@ -545,19 +544,7 @@ fn sanitize(raw: &[u8]) -> String {
     out
 }
 
-async fn connect_tcp(addr: SocketAddr, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(ip) = local_ip {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
+use crate::signal::connect_tcp;
 
 /// The rustls configuration for `https`: the system's roots and the config's extra CAs,
 /// as the signaling client trusts for `wss`.

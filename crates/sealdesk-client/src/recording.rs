@@ -41,6 +41,37 @@ struct Shared {
     failed: Mutex<Option<String>>,
 }
 
+/// Input counted for a recording: key presses, button presses, pointer motions, wheel steps
+/// (never which keys: a recording holds no keystrokes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputCounts([u32; 4]);
+
+impl InputCounts {
+    /// Counts `msg` if it is input.
+    pub fn count(&mut self, msg: &sealdesk_proto::control::ControlMessage) {
+        use sealdesk_proto::control::ControlMessage as M;
+        let slot = match msg {
+            M::Key { down: true, .. } => 0,
+            M::PointerButton { down: true, .. } => 1,
+            M::PointerMove { .. } => 2,
+            M::Wheel { .. } => 3,
+            _ => return,
+        };
+        self.0[slot] = self.0[slot].saturating_add(1);
+    }
+
+    /// The counts since the last call, as an event (none if nothing happened).
+    pub fn take(&mut self) -> Option<Event> {
+        let [keys, buttons, motions, wheel] = std::mem::take(&mut self.0);
+        (keys | buttons | motions | wheel != 0).then_some(Event::Input {
+            keys,
+            buttons,
+            motions,
+            wheel,
+        })
+    }
+}
+
 /// What a finished recording wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingSummary {
@@ -244,6 +275,22 @@ impl RecordingSink {
     /// Segments made durable so far.
     pub fn segments(&self) -> u32 {
         self.shared.segments.load(Ordering::Relaxed)
+    }
+
+    /// Records the end of the session (`reason`) and the input counted since the last
+    /// count, then writes the final segment off the async runtime and waits for it.
+    pub async fn end(
+        self: Arc<Self>,
+        input: &mut InputCounts,
+        reason: String,
+    ) -> Option<RecordingSummary> {
+        if let Some(e) = input.take() {
+            self.event(e);
+        }
+        self.event(Event::Ended { reason });
+        tokio::task::spawn_blocking(move || self.finish())
+            .await
+            .ok()
     }
 
     /// Writes the final segment and waits for it to be durable.

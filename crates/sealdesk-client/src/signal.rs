@@ -704,7 +704,12 @@ async fn open(
     Ok((ws, origin))
 }
 
-async fn connect_tcp(addr: SocketAddr, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+/// A TCP connection to `addr` (from `local_ip` if given), without Nagle's delay: the
+/// signaling and the blob clients' transport.
+pub(crate) async fn connect_tcp(
+    addr: SocketAddr,
+    local_ip: Option<IpAddr>,
+) -> std::io::Result<TcpStream> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {

@@ -29,7 +29,7 @@ use sealdesk_rtc::relay::RelayServer;
 use sealdesk_rtc::{Path, Session, SessionError, SessionEvent, VideoCodec};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use sealdesk_client::recording::{RecordingSink, RecordingSummary};
+use sealdesk_client::recording::{InputCounts, RecordingSink, RecordingSummary};
 use sealdesk_record::body::{Event as RecEvent, VideoCodec as RecCodec};
 
 use crate::clipboard::SyncedClipboard;
@@ -292,7 +292,7 @@ pub async fn run(
         path: None,
         ping_id: 0,
         recording,
-        input_counts: [0; 4],
+        input_counts: InputCounts::default(),
         recording_failed: false,
     };
     // The answer already says which codecs the viewer takes: prime the encoder now.
@@ -369,8 +369,8 @@ struct Running {
     path: Option<Path>,
     ping_id: u32,
     recording: Option<SessionRecording>,
-    /// Keys, buttons, motions, wheel steps injected since the last recorded count.
-    input_counts: [u32; 4],
+    /// Input injected since the last recorded count.
+    input_counts: InputCounts,
     recording_failed: bool,
 }
 
@@ -631,15 +631,8 @@ impl Running {
         }
         match msg {
             m if m.is_input() => {
-                let slot = match m {
-                    ControlMessage::Key { down: true, .. } => Some(0),
-                    ControlMessage::PointerButton { down: true, .. } => Some(1),
-                    ControlMessage::PointerMove { .. } => Some(2),
-                    ControlMessage::Wheel { .. } => Some(3),
-                    _ => None,
-                };
-                if let Some(i) = slot {
-                    self.input_counts[i] = self.input_counts[i].saturating_add(1);
+                if self.recording.is_some() {
+                    self.input_counts.count(&m);
                 }
                 if let Some(input) = &self.input {
                     input.send(m);
@@ -775,14 +768,8 @@ impl Running {
     }
 
     fn flush_input_counts(&mut self) {
-        if self.input_counts != [0; 4] {
-            let [keys, buttons, motions, wheel] = std::mem::take(&mut self.input_counts);
-            self.record(RecEvent::Input {
-                keys,
-                buttons,
-                motions,
-                wheel,
-            });
+        if let Some(e) = self.input_counts.take() {
+            self.record(e);
         }
     }
 
@@ -810,15 +797,7 @@ impl Running {
         drop(self.clipboard.take());
         // The final segment is written once capture has stopped: nothing is recorded after it.
         let recording = match self.recording.take() {
-            Some(r) => {
-                self.flush_input_counts();
-                r.sink.event(RecEvent::Ended {
-                    reason: end.to_string(),
-                });
-                tokio::task::spawn_blocking(move || r.sink.finish())
-                    .await
-                    .ok()
-            }
+            Some(r) => r.sink.end(&mut self.input_counts, end.to_string()).await,
             None => None,
         };
         // Tell the viewer why, when it can still hear it.

@@ -23,7 +23,7 @@ use sealdesk_rtc::driver::{self, DriverHandle};
 use sealdesk_rtc::{Path, SessionError, SessionEvent, VideoCodec};
 use tokio::sync::mpsc;
 
-use sealdesk_client::recording::{RecordingSink, RecordingSummary};
+use sealdesk_client::recording::{InputCounts, RecordingSink, RecordingSummary};
 use sealdesk_record::body::{Event as RecEvent, VideoCodec as RecCodec};
 
 use crate::dial::Transport;
@@ -324,7 +324,7 @@ pub async fn run(
         next_renew: None,
         recording,
         record_wait_key: true,
-        input_counts: [0; 4],
+        input_counts: InputCounts::default(),
     };
     let end = match decoder {
         Err(e) => ViewerEnd::Decoder(format!("cannot start the decoder thread: {e}")),
@@ -375,8 +375,8 @@ struct Viewer {
     recording: Option<ViewerRecording>,
     /// The recording takes video from the next keyframe (at the start, after a loss).
     record_wait_key: bool,
-    /// Keys, buttons, motions, wheel steps sent since the last recorded count.
-    input_counts: [u32; 4],
+    /// Input sent since the last recorded count.
+    input_counts: InputCounts,
 }
 
 impl Viewer {
@@ -769,39 +769,24 @@ impl Viewer {
         let Some(r) = &self.recording else {
             return;
         };
-        let slot = match msg {
-            ControlMessage::Key { down: true, .. } => Some(0),
-            ControlMessage::PointerButton { down: true, .. } => Some(1),
-            ControlMessage::PointerMove { .. } => Some(2),
-            ControlMessage::Wheel { .. } => Some(3),
+        match msg {
             ControlMessage::Clipboard { text } => {
                 r.sink.event(RecEvent::Clipboard {
                     to_viewer: false,
                     bytes: u32::try_from(text.len()).unwrap_or(u32::MAX),
                     content: r.keep_clipboard.then(|| text.clone()),
                 });
-                None
             }
             ControlMessage::SelectMonitor { index } => {
                 r.sink.event(RecEvent::Monitor { index: *index });
-                None
             }
-            _ => None,
-        };
-        if let Some(i) = slot {
-            self.input_counts[i] = self.input_counts[i].saturating_add(1);
+            m => self.input_counts.count(m),
         }
     }
 
     fn flush_input_counts(&mut self) {
-        if let (Some(r), true) = (&self.recording, self.input_counts != [0; 4]) {
-            let [keys, buttons, motions, wheel] = std::mem::take(&mut self.input_counts);
-            r.sink.event(RecEvent::Input {
-                keys,
-                buttons,
-                motions,
-                wheel,
-            });
+        if let (Some(r), Some(e)) = (&self.recording, self.input_counts.take()) {
+            r.sink.event(e);
         }
     }
 
@@ -822,15 +807,7 @@ impl Viewer {
         }
         self.decode_tx = None; // the decoder thread ends
         let recording = match self.recording.take() {
-            Some(r) => {
-                self.flush_input_counts();
-                r.sink.event(RecEvent::Ended {
-                    reason: end.to_string(),
-                });
-                tokio::task::spawn_blocking(move || r.sink.finish())
-                    .await
-                    .ok()
-            }
+            Some(r) => r.sink.end(&mut self.input_counts, end.to_string()).await,
             None => None,
         };
         self.handle.close().await;

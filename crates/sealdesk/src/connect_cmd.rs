@@ -238,13 +238,7 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
     // The recording is finished with the session; its last uploads may still be going.
     if let Some(task) = uploader {
         match tokio::time::timeout(Duration::from_secs(120), task).await {
-            Ok(Ok(r)) => match &r.last_error {
-                None => println!("recording uploaded: {} segments", r.uploaded),
-                Some(e) => println!(
-                    "recording upload: {} segments uploaded, {} not ({e}); they stay on this machine",
-                    r.uploaded, r.failed
-                ),
-            },
+            Ok(Ok(r)) => println!("{}", crate::recordings::upload_words(&r)),
             _ => println!("recording upload did not finish; the segments stay on this machine"),
         }
     }
@@ -293,16 +287,7 @@ fn report(s: &ViewerSummary) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     if let Some(r) = &s.recording {
-        println!(
-            "recording: {} ({} segments, {:.1} MB{})",
-            r.dir.display(),
-            r.segments,
-            r.bytes as f64 / 1e6,
-            r.error
-                .as_ref()
-                .map(|e| format!("; stopped early: {e}"))
-                .unwrap_or_default()
-        );
+        println!("{}", crate::recordings::summary_words(r));
     }
     match &s.end {
         ViewerEnd::UserEnded | ViewerEnd::HostEnded(_) => Ok(()),

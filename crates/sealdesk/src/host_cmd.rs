@@ -354,28 +354,15 @@ impl Terminal {
                     s.refused
                 );
                 if let Some(r) = &s.recording {
-                    println!(
-                        "recording: {} ({} segments, {:.1} MB{})",
-                        r.dir.display(),
-                        r.segments,
-                        r.bytes as f64 / 1e6,
-                        r.error
-                            .as_ref()
-                            .map(|e| format!("; stopped early: {e}"))
-                            .unwrap_or_default()
-                    );
+                    println!("{}", crate::recordings::summary_words(r));
                 }
             }
             HostEvent::SignalingLost(why) => {
                 println!("lost the signaling server ({why}); reconnecting…");
             }
-            HostEvent::RecordingUploaded(r) => match &r.last_error {
-                None => println!("recording uploaded: {} segments", r.uploaded),
-                Some(e) => println!(
-                    "recording upload: {} segments uploaded, {} not ({e}); they stay on this machine",
-                    r.uploaded, r.failed
-                ),
-            },
+            HostEvent::RecordingUploaded(r) => {
+                println!("{}", crate::recordings::upload_words(&r))
+            }
             HostEvent::Recording { dir, owner } => println!(
                 "● recording this session to {} for {} (the viewer is told)",
                 dir.display(),

@@ -100,6 +100,31 @@ pub(crate) struct ExportArgs {
     quiet: bool,
 }
 
+/// What happened to a recording, for its recorder's user.
+pub(crate) fn summary_words(r: &sealdesk_client::recording::RecordingSummary) -> String {
+    format!(
+        "recording: {} ({} segments, {:.1} MB{})",
+        r.dir.display(),
+        r.segments,
+        r.bytes as f64 / 1e6,
+        r.error
+            .as_ref()
+            .map(|e| format!("; stopped early: {e}"))
+            .unwrap_or_default()
+    )
+}
+
+/// How a recording's upload went, for its recorder's user.
+pub(crate) fn upload_words(r: &sealdesk_client::recording::UploadReport) -> String {
+    match &r.last_error {
+        None => format!("recording uploaded: {} segments", r.uploaded),
+        Some(e) => format!(
+            "recording upload: {} segments uploaded, {} not ({e}); they stay on this machine",
+            r.uploaded, r.failed
+        ),
+    }
+}
+
 /// A blob-store client for the server `server` names, signing as this device.
 pub(crate) fn blob_client(
     server: &crate::pair::ServerArgs,

@@ -66,6 +66,16 @@ fn announced_dir(host_output: &str) -> PathBuf {
     PathBuf::from(rest.split(" for ").next().unwrap())
 }
 
+/// `sealdesk recordings export DIR -o OUT` with the owner key `key`, in `data`.
+fn export(data: &Path, key: &Path, dir: &Path, out: &Path) -> Output {
+    run(sealdesk(data)
+        .args(["recordings", "export", "--quiet", "--identity"])
+        .arg(key)
+        .arg(dir)
+        .arg("-o")
+        .arg(out))
+}
+
 /// The last frame of a WebM, decoded by ffmpeg, as RGB.
 fn last_frame_rgb(webm: &Path, w: u32, h: u32) -> (Vec<u8>, usize) {
     let raw = webm.with_extension("rgb");
@@ -158,12 +168,7 @@ fn a_recorded_session_verifies_exports_to_webm_and_matches_the_screen() {
 
     // export → WebM that Debian's ffmpeg decodes without errors; its last frame is the screen.
     let webm = hdir.join("session.webm");
-    let out = run(sealdesk(hdir)
-        .args(["recordings", "export", "--quiet", "--identity"])
-        .arg(&key)
-        .arg(&dir)
-        .arg("-o")
-        .arg(&webm));
+    let out = export(hdir, &key, &dir, &webm);
     assert!(out.status.success());
     let export_words = stdout(&out);
     assert!(export_words.starts_with("wrote "), "{export_words}");
@@ -248,12 +253,7 @@ fn a_recorded_session_verifies_exports_to_webm_and_matches_the_screen() {
     // Without the owner key nothing opens: another key is refused by name.
     let stranger = tempfile::tempdir().unwrap();
     let (other_key, _) = keygen(stranger.path(), "someone else");
-    let out = run(sealdesk(hdir)
-        .args(["recordings", "export", "--quiet", "--identity"])
-        .arg(&other_key)
-        .arg(&dir)
-        .arg("-o")
-        .arg(hdir.join("nope.webm")));
+    let out = export(hdir, &other_key, &dir, &hdir.join("nope.webm"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open"));
 }
@@ -426,12 +426,7 @@ fn a_host_killed_mid_session_leaves_a_truncated_recording_and_tampering_is_named
         "{words}"
     );
     let webm = data.join("killed.webm");
-    let out = run(sealdesk(data)
-        .args(["recordings", "export", "--quiet", "--identity"])
-        .arg(&key)
-        .arg(&a)
-        .arg("-o")
-        .arg(&webm));
+    let out = export(data, &key, &a, &webm);
     assert!(out.status.success());
     assert!(
         stdout(&out).contains("the recording is not complete — truncated after segment"),
@@ -638,12 +633,7 @@ fn a_viewer_records_to_its_own_key_and_the_host_is_told() {
         stdout(&out)
     );
     let webm = vdir.join("v.webm");
-    let out = run(sealdesk(vdir)
-        .args(["recordings", "export", "--quiet", "--identity"])
-        .arg(&key)
-        .arg(&dir)
-        .arg("-o")
-        .arg(&webm));
+    let out = export(vdir, &key, &dir, &webm);
     assert!(out.status.success());
     let (last, _) = last_frame_rgb(&webm, w, h);
     let db = psnr(&last, &truth);
@@ -878,12 +868,7 @@ fn a_host_killed_at_random_moments_always_leaves_a_recording_that_verifies() {
             "round {round} ({after:?}, {segments} files): {words}"
         );
         let webm = data.join("k.webm");
-        let out = run(sealdesk(data)
-            .args(["recordings", "export", "--quiet", "--identity"])
-            .arg(&key)
-            .arg(&dir)
-            .arg("-o")
-            .arg(&webm));
+        let out = export(data, &key, &dir, &webm);
         assert!(out.status.success(), "round {round} ({after:?})");
         let probe = run(Command::new("ffmpeg")
             .args(["-v", "error", "-i"])
