@@ -1,4 +1,4 @@
-//! Crash safety of the recorder (DESIGN.md §7): 200 times, a real recorder process — the
+//! The recorder under stress (DESIGN.md §7). Crash safety: 200 times, a real recorder process — the
 //! same `RecordingSink` thread and age encryption the host uses, fed 60 frames a second — is
 //! killed with SIGKILL at a random moment. Every time, every segment file present verifies and
 //! opens, the recording reads as truncated exactly where the files end, at most the open
@@ -223,4 +223,79 @@ fn a_recorder_killed_200_times_loses_at_most_its_open_segment() {
         with_segments >= KILLS / 2,
         "{with_segments} of {KILLS} runs left segments"
     );
+}
+
+/// A producer much faster than the disk: the queue fills, video is dropped until the next
+/// keyframe (never a frame that cannot decode), the loss is recorded as an event with its
+/// count, and nothing is lost silently.
+#[test]
+fn a_full_queue_drops_video_until_a_keyframe_and_says_how_much() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = OwnerKey::generate();
+    let ik = Arc::new(recorder_key());
+    let cert = RecipientCertificate::issue(&ik, &owner.recipient(), "owner", 1);
+    let verified = cert.verify(|k| *k == ik.public()).unwrap();
+    let recorder = Recorder::new(
+        RecordingId([7; 16]),
+        0,
+        ik,
+        verified,
+        SegmentPolicy::default(),
+    );
+    let rec = dir.path().join("rec");
+    let sink = RecordingSink::start(rec.clone(), recorder, Instant::now(), None).unwrap();
+    let frame = |n: u32| {
+        let mut f = vec![0x5a; 20_000];
+        f[..4].copy_from_slice(&n.to_be_bytes());
+        f
+    };
+    // A burst far faster than any encoder: the queue fills and video is dropped.
+    let burst = 3000u32;
+    for n in 0..burst {
+        sink.video(VideoCodec::Vp9, n == 0, &frame(n));
+    }
+    assert!(
+        sink.wants_keyframe(),
+        "the queue never filled: the test proves nothing"
+    );
+    // Delta frames keep being dropped until the keyframe the sink asks for arrives.
+    std::thread::sleep(Duration::from_secs(2));
+    sink.video(VideoCodec::Vp9, false, &frame(burst));
+    assert!(sink.wants_keyframe());
+    for n in burst + 1..burst + 11 {
+        sink.video(VideoCodec::Vp9, n == burst + 1, &frame(n));
+        std::thread::sleep(Duration::from_micros(16_667));
+    }
+    assert!(!sink.wants_keyframe());
+    let pushed = burst + 11;
+    let summary = sink.finish();
+    assert!(summary.error.is_none(), "{summary:?}");
+
+    let mut recorded = 0u32;
+    let mut lost = 0u32;
+    let mut after_loss = false;
+    for f in segment_files(&rec).unwrap() {
+        let (_, records) = open(&read_segment(&f).unwrap(), owner.identity()).unwrap();
+        for r in records {
+            match r.record {
+                Record::Event(sealdesk_record::body::Event::FramesLost { count }) => {
+                    assert!(count > 0);
+                    lost += count;
+                    after_loss = true;
+                }
+                Record::Video { keyframe, .. } => {
+                    // What follows a loss starts with a keyframe: the recording decodes.
+                    assert!(!after_loss || keyframe, "a delta frame right after a loss");
+                    after_loss = false;
+                    recorded += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(lost > 0);
+    // Every frame is either recorded or counted as lost.
+    assert_eq!(recorded + lost, pushed, "{recorded} recorded + {lost} lost");
+    assert!(recorded >= 11);
+    eprintln!("{pushed} frames: {recorded} recorded, {lost} counted lost");
 }
