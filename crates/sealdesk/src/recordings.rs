@@ -732,6 +732,17 @@ struct ExportStats {
     end_us: u64,
 }
 
+/// A frame's WebM time, in nanoseconds from the first frame. WebM keeps milliseconds:
+/// frames recorded within one (a burst after a stall) are spread a millisecond apart, or
+/// they would share a timestamp that players and ffmpeg reject as non-increasing.
+fn webm_time_ns(first_us: u64, last_ns: Option<u64>, t_us: u64) -> u64 {
+    let ns = t_us.saturating_sub(first_us).saturating_mul(1000);
+    match last_ns {
+        Some(last) => ns.max(last.saturating_add(1_000_000)),
+        None => ns,
+    }
+}
+
 /// libwebm's muxer (through the `webm` crate): the recorded packets go in unchanged.
 struct Muxer {
     codec: VideoCodec,
@@ -782,11 +793,7 @@ impl Muxer {
         if self.first_us == u64::MAX {
             self.first_us = t_us;
         }
-        let mut ns = t_us.saturating_sub(self.first_us).saturating_mul(1000);
-        // Timestamps must increase (two frames in one microsecond are a recorder quirk).
-        if let Some(last) = self.last_ns {
-            ns = ns.max(last + 1000);
-        }
+        let ns = webm_time_ns(self.first_us, self.last_ns, t_us);
         self.last_ns = Some(ns);
         self.segment
             .add_frame(self.track, data, ns, keyframe)
@@ -803,5 +810,28 @@ impl Muxer {
             .finalize(Some(end_ms))
             .map_err(|_| anyhow!("the WebM muxer could not finish the file"))?;
         Ok(end_ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webm_times_increase_by_at_least_a_millisecond() {
+        assert_eq!(webm_time_ns(1000, None, 1000), 0);
+        // 16.667 ms later: kept as recorded.
+        assert_eq!(webm_time_ns(1000, Some(0), 17_667), 16_667_000);
+        // The same microsecond, or 300 µs later: a millisecond after the last.
+        assert_eq!(webm_time_ns(1000, Some(16_667_000), 17_667), 17_667_000);
+        assert_eq!(webm_time_ns(1000, Some(17_667_000), 17_967), 18_667_000);
+        let mut last = None;
+        for t in [5, 5, 5, 6, 900, 900, 2000] {
+            let ns = webm_time_ns(5, last, t);
+            if let Some(l) = last {
+                assert!(ns / 1_000_000 > l / 1_000_000, "{ns} after {l}");
+            }
+            last = Some(ns);
+        }
     }
 }
