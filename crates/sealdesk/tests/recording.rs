@@ -107,15 +107,10 @@ fn last_frame_rgb(webm: &Path, w: u32, h: u32) -> (Vec<u8>, usize) {
     let out = run(Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-i"])
         .arg(webm)
-        // Every decoded frame as it is (the recording's frame times vary: no resampling).
-        .args([
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-        ])
+        // Every decoded frame as it is (the recording's frame times vary: no resampling),
+        // in the input's millisecond time base, so close frames keep distinct times.
+        .args(["-fps_mode", "passthrough", "-enc_time_base", "-1"])
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24"])
         .arg(&raw));
     assert!(out.status.success(), "ffmpeg could not decode the export");
     assert!(out.stderr.is_empty(), "ffmpeg reported decoding errors");
