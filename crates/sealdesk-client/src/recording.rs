@@ -7,9 +7,9 @@
 //! bounded queue; when it is full, video is dropped until the next keyframe and a
 //! `FramesLost` event says so ([`RecordingSink::wants_keyframe`] asks the encoder for one).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::fs;
+
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use sealdesk_record::body::{Event, Record, VideoCodec};
 use sealdesk_record::segment::{self, Recorder, Segment};
+
+use crate::store::write_durably;
 
 /// Where a recording says which segment files are durable (for an uploader).
 pub type DurableSender = tokio::sync::mpsc::UnboundedSender<PathBuf>;
@@ -375,23 +377,6 @@ fn writer(
             return;
         }
     }
-}
-
-/// Writes `name` in `dir` durably: `.name.part`, fsync, rename, fsync the directory.
-/// Mode 0600 (only its owner's key opens it, but its size and timing are nobody's business).
-pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.part"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, dir.join(name))?;
-    fs::File::open(dir)?.sync_all()
 }
 
 /// A recording directory's segment files (`*.sdseg`), sorted by name, read one at a time

@@ -150,6 +150,24 @@ pub fn write_new_private_file(path: &Path, contents: &[u8]) -> Result<(), StoreE
         .map_err(io("cannot sync directory", dir))
 }
 
+/// Writes `name` in `dir` durably: `.name.part`, fsync, rename, fsync the directory.
+/// Mode 0600. A crash leaves the old file or the new one, never a torn one (only a
+/// `.name.part` temporary, which readers ignore).
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.part"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,16 +97,7 @@ impl Registry {
             source,
         };
         create_private_file(path)?;
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql)?;
+        let (conn, version) = open_durable(path).map_err(sql)?;
         if version > SCHEMA_VERSION {
             return Err(RegistryError::NewerSchema {
                 path: path.to_owned(),
@@ -194,6 +185,17 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Opens an SQLite database for durable writes (WAL, `synchronous=FULL`, a 5 s busy
+/// timeout) and reads its schema version: the registry's and the blob store's settings.
+pub(crate) fn open_durable(path: &Path) -> rusqlite::Result<(Connection, i64)> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok((conn, version))
 }
 
 fn create_private_file(path: &Path) -> Result<(), RegistryError> {

@@ -298,7 +298,7 @@ async fn pull(data_dir: &Path, args: PullArgs) -> anyhow::Result<()> {
                     .unwrap_or("blob")
                     .to_owned(),
             );
-            sealdesk_client::recording::write_durably(&dir, &name, &bytes)
+            sealdesk_client::store::write_durably(&dir, &name, &bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             written += 1;
         }

@@ -262,19 +262,10 @@ async fn headless(
 }
 
 /// Writes clipboard text (a user's secret) with mode 0600, via a temporary file.
+/// Writes a private file (0600) durably, replacing what was there.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    sealdesk_client::store::write_durably(path.parent().unwrap_or(Path::new(".")), name, bytes)
 }
 
 /// Runs scripted input. With `echo`, each line is acknowledged on stdout once its messages

@@ -138,16 +138,7 @@ impl BlobStore {
                 .open(&db_path)
                 .map_err(io_err(&db_path))?;
         }
-        let conn = Connection::open(&db_path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql)?;
+        let (conn, version) = crate::registry::open_durable(&db_path).map_err(sql)?;
         if version > SCHEMA_VERSION {
             return Err(BlobStoreError::NewerSchema {
                 path: db_path,
