@@ -25,6 +25,8 @@
 
 pub mod backoff;
 pub mod blobs;
+#[cfg(feature = "insecure-controls")]
+pub mod insecure;
 pub mod recording;
 pub mod signal;
 pub mod store;
@@ -32,3 +34,22 @@ pub mod trust_store;
 
 pub use backoff::Backoff;
 pub use signal::{ClientConfig, RelayCredential, SignalClient, SignalError, SignalEvent};
+
+/// The insecure, test-only features compiled into this crate (empty in a release build,
+/// which cannot compile them): `sealdesk --version` and `sealdesk audit` report this.
+pub const INSECURE_FEATURES: &[&str] = &[
+    #[cfg(feature = "insecure-controls")]
+    "insecure-controls",
+];
+
+/// Whether the deliberate leak `name` is on (the `insecure` module, test builds only). Always
+/// `false` in a build without the insecure-controls feature, which includes every release.
+pub fn insecure_control(name: &str) -> bool {
+    #[cfg(feature = "insecure-controls")]
+    return insecure::active(name);
+    #[cfg(not(feature = "insecure-controls"))]
+    {
+        let _ = name;
+        false
+    }
+}

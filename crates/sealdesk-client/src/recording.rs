@@ -350,7 +350,10 @@ fn writer(
     loop {
         let msg = rx.recv_timeout(Duration::from_millis(100));
         let out = match msg {
-            Ok(Msg::Record(at, record)) => recorder.push(micros(started, at), record),
+            Ok(Msg::Record(at, record)) => {
+                leak(&dir, &record, notify.as_ref());
+                recorder.push(micros(started, at), record)
+            }
             Ok(Msg::Finish) | Err(RecvTimeoutError::Disconnected) => {
                 let last = recorder.finish().map_err(|e| e.to_string());
                 if let Err(e) = last.and_then(durable) {
@@ -375,6 +378,26 @@ fn writer(
             // Nothing more is written: the recording stays truncated at the last good segment.
             fail(e);
             return;
+        }
+    }
+}
+
+/// The deliberate leak `plaintext-recording` (test builds only, the `insecure` module):
+/// clipboard text in a plain file, handed to the uploader like a segment.
+fn leak(dir: &Path, record: &Record, notify: Option<&DurableSender>) {
+    if !crate::insecure_control("plaintext-recording") {
+        return;
+    }
+    if let Record::Event(Event::Clipboard {
+        content: Some(text),
+        ..
+    }) = record
+    {
+        let name = format!("leak-{}.txt", text.len());
+        if write_durably(dir, &name, text.as_bytes()).is_ok() {
+            if let Some(n) = notify {
+                let _ = n.send(dir.join(name));
+            }
         }
     }
 }

@@ -52,6 +52,54 @@ pub struct ClientConfig {
     pub reconnect: bool,
     /// Delays between reconnection attempts.
     pub backoff: Backoff,
+    /// Sees every message exchanged with the server and may replace what arrives
+    /// (`sealdesk audit` observes the server's view, and plays a malicious server, with it).
+    pub tap: Option<Tap>,
+}
+
+/// Every text message on the signaling connection, as the server sends and receives it
+/// (after TLS, before any parsing). Runs inline on the connection's task: keep it quick.
+pub trait SignalTap: Send + Sync + 'static {
+    /// A message this device sent.
+    fn sent(&self, text: &str);
+    /// A message from the server; `Some` replaces it before this device parses it.
+    fn received(&self, text: &str) -> Option<String>;
+}
+
+/// A shared [`SignalTap`].
+#[derive(Clone)]
+pub struct Tap(pub Arc<dyn SignalTap>);
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap(..)")
+    }
+}
+
+/// Sends one message, showing it to the tap first.
+async fn send_msg(
+    ws: &mut Ws,
+    tap: Option<&Tap>,
+    msg: &ClientMessage,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let text = msg.encode();
+    if let Some(tap) = tap {
+        tap.0.sent(&text);
+    }
+    ws.send(Message::text(text)).await
+}
+
+/// Feeds one received text message to the state machine, through the tap.
+fn receive_text(
+    proto: &mut ClientConn,
+    tap: Option<&Tap>,
+    text: &str,
+    identity: &IdentityKey,
+) -> Result<(), ClientError> {
+    match tap.and_then(|tap| tap.0.received(text)) {
+        Some(replaced) => proto.handle_text(&replaced, |b| identity.sign(b)),
+        None => proto.handle_text(text, |b| identity.sign(b)),
+    }
 }
 
 impl ClientConfig {
@@ -65,6 +113,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             reconnect: true,
             backoff: Backoff::default(),
+            tap: None,
         }
     }
 }
@@ -402,7 +451,7 @@ impl Task {
             let msg = ClientMessage::Watch {
                 numbers: self.watching.clone(),
             };
-            if let Err(e) = ws.send(Message::text(msg.encode())).await {
+            if let Err(e) = send_msg(&mut ws, self.config.tap.as_ref(), &msg).await {
                 return SignalError::Lost(e.to_string());
             }
         }
@@ -432,7 +481,7 @@ impl Task {
                             return SignalError::NotConnected;
                         }
                     };
-                    if let Err(e) = ws.send(Message::text(msg.encode())).await {
+                    if let Err(e) = send_msg(&mut ws, self.config.tap.as_ref(), &msg).await {
                         return SignalError::Lost(e.to_string());
                     }
                 }
@@ -447,7 +496,7 @@ impl Task {
 
     async fn open_and_register(&mut self) -> Result<(Ws, ClientConn), SignalError> {
         let (ws, origin) = open(&self.config, self.tls.clone()).await?;
-        let (ws, proto) = register(ws, &self.identity, origin).await?;
+        let (ws, proto) = register(ws, &self.identity, origin, self.config.tap.as_ref()).await?;
         if let Some(n) = proto.routing_number() {
             let _ = self.state.send(Some(n));
             if let Some(first) = self.first.take() {
@@ -471,8 +520,7 @@ impl Task {
             None => return Err(SignalError::Lost("connection closed".into())),
             Some(Err(e)) => return Err(SignalError::Lost(e.to_string())),
             Some(Ok(Message::Text(t))) => {
-                let identity = self.identity.clone();
-                proto.handle_text(t.as_str(), |b| identity.sign(b))?;
+                receive_text(proto, self.config.tap.as_ref(), t.as_str(), &self.identity)?;
             }
             Some(Ok(Message::Close(frame))) => return Err(closed(frame)),
             Some(Ok(Message::Binary(_))) => {
@@ -484,8 +532,7 @@ impl Task {
         }
         while let Some(out) = proto.poll_output() {
             match out {
-                ClientOutput::Send(msg) => ws
-                    .send(Message::text(msg.encode()))
+                ClientOutput::Send(msg) => send_msg(ws, self.config.tap.as_ref(), &msg)
                     .await
                     .map_err(|e| SignalError::Lost(e.to_string()))?,
                 ClientOutput::Event(ev) => {
@@ -735,7 +782,7 @@ pub async fn connect_raw(
     let tls = tls_config(config)?;
     let (ws, proto) = tokio::time::timeout(config.connect_timeout, async {
         let (ws, origin) = open(config, tls).await?;
-        register(ws, identity, origin).await
+        register(ws, identity, origin, config.tap.as_ref()).await
     })
     .await
     .map_err(|_| SignalError::Timeout(config.connect_timeout))??;
@@ -749,11 +796,12 @@ async fn register(
     mut ws: Ws,
     identity: &IdentityKey,
     origin: String,
+    tap: Option<&Tap>,
 ) -> Result<(Ws, ClientConn), SignalError> {
     let mut proto = ClientConn::new(identity.public(), origin);
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) => proto.handle_text(t.as_str(), |b| identity.sign(b))?,
+            Some(Ok(Message::Text(t))) => receive_text(&mut proto, tap, t.as_str(), identity)?,
             Some(Ok(Message::Close(f))) => return Err(closed(f)),
             Some(Ok(Message::Binary(_))) => {
                 return Err(ClientError::Protocol("binary frame from server").into())
@@ -764,8 +812,7 @@ async fn register(
         }
         while let Some(out) = proto.poll_output() {
             match out {
-                ClientOutput::Send(msg) => ws
-                    .send(Message::text(msg.encode()))
+                ClientOutput::Send(msg) => send_msg(&mut ws, tap, &msg)
                     .await
                     .map_err(|e| SignalError::Lost(e.to_string()))?,
                 ClientOutput::Event(ClientEvent::Registered(_)) => return Ok((ws, proto)),

@@ -361,6 +361,16 @@ impl DriverHandle {
     }
 }
 
+/// Ends a session that never got a driver (its handshake failed): closes it and sends what
+/// closing produces — the release of its relay allocation, which the relay would otherwise
+/// hold, and count against the credential's quota, until it expires.
+pub async fn abandon(mut session: Session, mut link: Link) {
+    session.close();
+    while let Some(t) = session.poll_transmit() {
+        link.send(&t).await;
+    }
+}
+
 /// Starts the task that drives `session` over `link`. Events arrive on the returned
 /// receiver; the task ends when the session closes or every handle is dropped.
 pub fn spawn(

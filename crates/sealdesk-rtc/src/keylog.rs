@@ -59,6 +59,23 @@ pub(crate) fn install_from_env() {
     });
 }
 
+/// Installs the logging providers writing to `path` (as if [`ENV`] named it), unless a
+/// key log is already set up. For `sealdesk audit` in a test build: it searches the wire
+/// for the keys. Must run before the first `Rtc` is built. Returns whether this call set it.
+pub fn install_to(path: &std::path::Path) -> bool {
+    let mut set = false;
+    SINK.get_or_init(|| {
+        let file = open(path)
+            .map_err(|e| tracing::error!("cannot open the insecure key log: {e}"))
+            .ok()?;
+        tracing::warn!("INSECURE: writing session keys to {}", path.display());
+        install();
+        set = true;
+        Some(Mutex::new(file))
+    });
+    set
+}
+
 fn open(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::OpenOptions::new()

@@ -68,6 +68,19 @@ pub const INSECURE_FEATURES: &[&str] = &[
     "insecure-keylog",
 ];
 
+/// Test builds only: writes this process's DTLS and SRTP keys to `path` from now on (see
+/// `keylog`), so `sealdesk audit` can search the wire for them. Returns `false` — and does
+/// nothing — in any build without the insecure-keylog feature, which includes every release.
+pub fn insecure_keylog_to(path: &std::path::Path) -> bool {
+    #[cfg(feature = "insecure-keylog")]
+    return keylog::install_to(path);
+    #[cfg(not(feature = "insecure-keylog"))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -813,6 +826,7 @@ impl Session {
         self.rtc.disconnect();
         self.drain();
         if !self.closed {
+            self.release_relay();
             self.closed = true;
             self.events.push_back(SessionEvent::Closed(None));
         }
@@ -841,9 +855,22 @@ impl Session {
         self.ready
     }
 
+    /// Gives the relay allocation back (the relay would otherwise hold it, and count it
+    /// against the credential's quota, until it expires). Before `closed` is set: the
+    /// release is the last datagram this session sends.
+    fn release_relay(&mut self) {
+        if let Some(t) = self.turn.as_mut() {
+            let mut out = Vec::new();
+            t.release(self.now, &mut out);
+            self.turn = None;
+            self.apply_link(out);
+        }
+    }
+
     fn fail(&mut self, e: SessionError) {
         self.rtc.disconnect();
         if !self.closed {
+            self.release_relay();
             self.closed = true;
             self.ready = false;
             self.events.push_back(SessionEvent::Closed(Some(e)));

@@ -333,6 +333,49 @@ pub async fn dial(
     if link.relay_over_tcp() {
         progress(DialEvent::RelayOverTcp);
     }
+    match negotiate(
+        client,
+        identity,
+        target,
+        config,
+        attempts,
+        &mut progress,
+        &mut rtc,
+    )
+    .await
+    {
+        Ok((established, sealed, host)) => Ok(Connected {
+            established,
+            sealed,
+            host,
+            transport: Transport {
+                rtc,
+                link,
+                started,
+                restarter: None,
+                relay_expires_at: credential.as_ref().map(|c| c.expires_at),
+                recording: None,
+            },
+        }),
+        Err(e) => {
+            // Give the relay allocation back now, rather than when it expires.
+            driver::abandon(rtc, link).await;
+            Err(e)
+        }
+    }
+}
+
+/// The handshake and the offer/answer exchange, up to a transport ready to connect.
+async fn negotiate(
+    client: &mut SignalClient,
+    identity: &Arc<IdentityKey>,
+    target: Target,
+    config: &DialConfig,
+    attempts: &mut ViewerAttempts,
+    progress: &mut impl FnMut(DialEvent),
+    rtc: &mut Session,
+) -> Result<(Established, SealedSignaling, Peer), DialError> {
+    let routing = target.routing();
     let host = Peer::new(routing);
     let fp_v = rtc.local_fingerprint();
     let offer = Offer::default();
@@ -412,6 +455,10 @@ pub async fn dial(
     let offer_sdp = rtc.create_offer()?;
     let sealed_offer = sealed.seal(SealedKind::Offer, offer_sdp.as_bytes())?;
     host.send(client, sealed_offer).await?;
+    if sealdesk_client::insecure_control("leak-offer") {
+        // The deliberate leak (test builds only): the offer in the clear, past the server.
+        host.send(client, offer_sdp.as_bytes().to_vec()).await?;
+    }
     let by = Instant::now() + config.answer_timeout;
     loop {
         let bytes = host.next(client, &[TAG_SEALED], by).await?.ok_or_else(|| {
@@ -442,19 +489,7 @@ pub async fn dial(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Connected {
-        established,
-        sealed,
-        host,
-        transport: Transport {
-            rtc,
-            link,
-            started,
-            restarter: None,
-            relay_expires_at: credential.as_ref().map(|c| c.expires_at),
-            recording: None,
-        },
-    })
+    Ok((established, sealed, host))
 }
 
 /// The reason an abort message gives (anything unreadable is "other").
