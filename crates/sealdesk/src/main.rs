@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod bench;
 mod bench_relay;
 mod bench_session;
@@ -55,6 +56,9 @@ enum Command {
     /// Run everything locally at once: an embedded server, a virtual display, a host
     /// sharing it and a viewer connected with a one-time code.
     Demo(demo::DemoArgs),
+    /// Check a deployment live: can the server or relay read a session? (five questions,
+    /// PASS/FAIL with evidence; see SECURITY.md)
+    Audit(audit::AuditArgs),
     /// Measure performance (prints figures; see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -74,7 +78,7 @@ enum Command {
 /// The command line, with `--version` naming any insecure test-only feature compiled in.
 fn parse_cli() -> Cli {
     use clap::{CommandFactory as _, FromArgMatches as _};
-    let insecure = sealdesk_rtc::INSECURE_FEATURES;
+    let insecure = insecure_features();
     let version = if insecure.is_empty() {
         env!("CARGO_PKG_VERSION").to_owned()
     } else {
@@ -122,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             Command::Connect(args) => connect_cmd::run(args, cli.data_dir.as_deref()).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Audit(args) => audit::run(args).await,
             Command::Identity => identity(cli.data_dir),
             Command::Pair(cmd) => pair::run(cmd, cli.data_dir.as_deref()).await,
             Command::Devices(cmd) => devices::run(cmd, cli.data_dir.as_deref()),
@@ -143,6 +148,16 @@ fn identity(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
     println!("device fingerprint: {}", key.fingerprint());
     Ok(())
+}
+
+/// The insecure, test-only features compiled into this build, from every crate that has
+/// one (each refuses to compile without debug assertions, so a release build has none).
+pub(crate) fn insecure_features() -> Vec<&'static str> {
+    sealdesk_rtc::INSECURE_FEATURES
+        .iter()
+        .chain(sealdesk_client::INSECURE_FEATURES)
+        .copied()
+        .collect()
 }
 
 /// Raises the open-file limit as far as allowed (many connections need many fds).
