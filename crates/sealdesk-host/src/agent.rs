@@ -720,7 +720,7 @@ impl Agent {
                 },
             ) if mine(&p) => {
                 match sealed.open(bytes) {
-                    Ok(m) if m.kind == SealedKind::Bye => control.end(),
+                    Ok(m) if m.kind == SealedKind::Bye => control.viewer_said_bye(),
                     Ok(m) if m.kind == SealedKind::Offer => {
                         // An ICE restart: the sealed channel checked its fingerprint and setup.
                         match String::from_utf8(m.body) {

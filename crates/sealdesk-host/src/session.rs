@@ -216,21 +216,28 @@ type RestartRequest = (
 /// the viewer's ICE restart offers.
 #[derive(Debug, Clone)]
 pub struct SessionControl {
-    end: watch::Sender<bool>,
+    end: watch::Sender<Option<Ender>>,
     restarts: mpsc::Sender<RestartRequest>,
 }
 
 /// What a running session listens to ([`SessionControl::new`]).
 #[derive(Debug)]
 pub struct SessionInbox {
-    end: watch::Receiver<bool>,
+    end: watch::Receiver<Option<Ender>>,
     restarts: mpsc::Receiver<RestartRequest>,
+}
+
+/// Who ended a session through its [`SessionControl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ender {
+    Host,
+    Viewer,
 }
 
 impl SessionControl {
     /// A control, and what the session watches.
     pub fn new() -> (Self, SessionInbox) {
-        let (end, end_rx) = watch::channel(false);
+        let (end, end_rx) = watch::channel(None);
         let (restarts, restarts_rx) = mpsc::channel(2);
         (
             Self { end, restarts },
@@ -243,7 +250,13 @@ impl SessionControl {
 
     /// Ends the session now.
     pub fn end(&self) {
-        let _ = self.end.send(true);
+        let _ = self.end.send(Some(Ender::Host));
+    }
+
+    /// The viewer said goodbye over the sealed signaling channel (it gave up on a lost
+    /// path, or ended while the transport was down): the session ends as the viewer's doing.
+    pub fn viewer_said_bye(&self) {
+        let _ = self.end.send(Some(Ender::Viewer));
     }
 
     /// Hands the session the viewer's ICE restart offer (opened and checked by the sealed
@@ -400,8 +413,13 @@ impl Running {
                     }
                 }
                 changed = inbox.end.changed() => {
-                    if changed.is_err() || *inbox.end.borrow() {
-                        return SessionEnd::HostEnded;
+                    let ender = *inbox.end.borrow();
+                    match (changed, ender) {
+                        (_, Some(Ender::Viewer)) => {
+                            return SessionEnd::ViewerEnded(String::new())
+                        }
+                        (Err(_), _) | (_, Some(Ender::Host)) => return SessionEnd::HostEnded,
+                        (Ok(()), None) => {}
                     }
                 }
                 Some((offer, fresh, reply)) = inbox.restarts.recv() => {
