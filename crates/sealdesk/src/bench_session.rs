@@ -1,12 +1,25 @@
 //! `sealdesk bench session`: a whole session on real parts, measured.
 //!
-//! An Xvfb display (1920×1080 by default) with a page of text drawn by this process, an
-//! embedded signaling server, `sealdesk host` and `sealdesk connect --headless` as child
-//! processes on loopback. It reports the time from `connect` starting to dial until its first
-//! decoded frame, then runs scenarios — *idle*, *typing* (one character drawn every 1/60 s,
-//! like very fast typing), *scrolling* (the page moves up one line every 1/60 s) — and for
-//! each reports the viewer's decoded fps and video bitrate (from its once-a-second stats
-//! lines) and the host process's CPU use (from `/proc`). Figures, not pass/fail.
+//! For each screen size (720p, 1080p and 1440p by default): an Xvfb display with a page of
+//! text drawn by this process, an embedded signaling server, and `sealdesk host` and
+//! `sealdesk connect --headless` as child processes on loopback. It reports the time from
+//! `connect` starting to dial until its first decoded frame, then runs scenarios — *idle*,
+//! *typing* (one character drawn every 1/60 s, like very fast typing), *scrolling* (the page
+//! moves up one line every 1/60 s), *video* (full-screen motion every 1/60 s).
+//!
+//! Each change also paints a frame stamp ([`crate::stamp`]) and notes when the X server
+//! had drawn it; the viewer (`--stamps`) prints when a decoded picture first shows each
+//! stamp, on the same wall clock. The difference is glass-to-glass latency: capture,
+//! convert, encode, DTLS/SRTP, the network stack, decode, convert — everything but the
+//! display's scan-out. Then the *floor*: the same changes through the host's own capture
+//! pipeline in this process, decoded on the spot — no network, no DTLS/SRTP, no second
+//! process, nothing else running — so latency can be read as a ratio to what this machine,
+//! with this pipeline, cannot beat.
+//!
+//! Per scenario: latency p50/p95/p99, the floor, stamps seen of painted, the viewer's
+//! decoded fps and video bitrate (its stats lines), host and viewer CPU (`/proc`); per size
+//! the processes' peak RSS. Figures, not pass/fail: `--quick` fails only when no stamp
+//! gets through.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -19,19 +32,23 @@ use sealdesk_server::{Server, ServerConfig};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 use x11rb::connection::Connection as _;
-use x11rb::protocol::xproto::{ChangeGCAux, ConnectionExt as _, EventMask, Gcontext, Window};
+use x11rb::protocol::xproto::{
+    ChangeGCAux, ConnectionExt as _, CreateGCAux, EventMask, Gcontext, Rectangle, Window,
+};
 use x11rb::rust_connection::RustConnection;
 
 use crate::bench::proc_cpu_time;
 use crate::xwin::Canvas;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct SessionArgs {
-    /// Screen width.
-    #[arg(long, default_value_t = 1920)]
+    /// Screen sizes to run, each with a fresh display, server, host and viewer.
+    /// [default: 1280x720,1920x1080,2560x1440; with --quick: 1280x720]
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    sizes: Vec<(u16, u16)>,
+    #[arg(skip)]
     width: u16,
-    /// Screen height.
-    #[arg(long, default_value_t = 1080)]
+    #[arg(skip)]
     height: u16,
     /// Seconds per scenario (the first second is not counted).
     #[arg(long, default_value_t = 10)]
@@ -55,6 +72,30 @@ pub(crate) struct SessionArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// A smoke test (CI): 3 s per scenario. Fails only when the pipeline is broken (no
+    /// frames, no readable stamps), never on a timing.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// Peak resident memory of a process (`VmHWM`), bytes.
+fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .context("no VmHWM in /proc/PID/status")?;
+    Ok(kb * 1024)
+}
+
+/// The `q`-quantile of sorted values.
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted.get(i).copied()
 }
 
 /// Bytes in the files under `dir` (all recordings' segments so far).
@@ -135,11 +176,19 @@ impl Child {
 }
 
 /// One scenario's figures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Figures {
     fps: f64,
     kbps: f64,
     host_cpu: f64,
+    viewer_cpu: f64,
+    /// Glass-to-glass latencies of the stamps the viewer saw, sorted (ms).
+    latency_ms: Vec<f64>,
+    /// The same in one process with no network (see [`floor`]), ms, sorted.
+    floor_ms: Vec<f64>,
+    /// Stamps painted while measuring, and how many of them the viewer decoded.
+    stamps_painted: usize,
+    stamps_seen: usize,
     /// Recording bytes per minute (with --record).
     recorded_per_min: Option<f64>,
 }
@@ -149,6 +198,7 @@ enum Scenario {
     Idle,
     Typing,
     Scrolling,
+    Video,
 }
 
 impl Scenario {
@@ -157,6 +207,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Typing => "typing",
             Scenario::Scrolling => "scrolling",
+            Scenario::Video => "video",
         }
     }
 }
@@ -166,6 +217,12 @@ struct Page {
     conn: RustConnection,
     window: Window,
     gc: Gcontext,
+    /// The frame stamp's colours.
+    black: Gcontext,
+    white: Gcontext,
+    counter: u32,
+    /// Each stamp painted: its counter, and when the X server had drawn it (wall ns).
+    painted: Vec<(u32, u64)>,
     width: u16,
     height: u16,
     line: u16,
@@ -189,10 +246,17 @@ impl Page {
             width,
             height,
         } = Canvas::open(display, 0xf8_f8_f8, 0x20_20_20, EventMask::NO_EVENT)?;
+        let (black, white) = (conn.generate_id()?, conn.generate_id()?);
+        conn.create_gc(black, window, &CreateGCAux::new().foreground(0))?;
+        conn.create_gc(white, window, &CreateGCAux::new().foreground(0x00ff_ffff))?;
         let mut page = Self {
             conn,
             window,
             gc,
+            black,
+            white,
+            counter: 0,
+            painted: Vec::new(),
             width,
             height,
             line: 0,
@@ -228,10 +292,63 @@ impl Page {
         Ok(())
     }
 
+    /// Paints the next frame stamp ([`crate::stamp`]) and notes when the X server has
+    /// drawn it (after a round trip to it).
+    fn stamp(&mut self) -> anyhow::Result<()> {
+        self.counter = (self.counter + 1) & crate::stamp::MAX;
+        let cell = crate::stamp::CELL;
+        let (mut white, mut black) = (Vec::new(), Vec::new());
+        for (i, w) in crate::stamp::cells(self.counter).into_iter().enumerate() {
+            let r = Rectangle {
+                x: i16::try_from(i as u16 * cell).unwrap_or(0),
+                y: 0,
+                width: cell,
+                height: cell,
+            };
+            if w {
+                white.push(r);
+            } else {
+                black.push(r);
+            }
+        }
+        self.conn
+            .poly_fill_rectangle(self.window, self.white, &white)?;
+        self.conn
+            .poly_fill_rectangle(self.window, self.black, &black)?;
+        self.conn.get_input_focus()?.reply()?;
+        self.painted.push((self.counter, crate::stamp::clock_ns()));
+        Ok(())
+    }
+
     /// One step of a scenario (called every 1/60 s).
     fn step(&mut self, scenario: Scenario) -> anyhow::Result<()> {
         match scenario {
             Scenario::Idle => return Ok(()),
+            Scenario::Video => {
+                // Full-screen motion: diagonal bands of colour that move 8 px a step.
+                let band = 40u16;
+                let shift = (self.n * 8) % u64::from(band * 8);
+                self.n += 1;
+                for i in 0..(self.width / band + 9) {
+                    let x = i16::try_from(i32::from(i * band) - i32::try_from(shift).unwrap_or(0))
+                        .unwrap_or(0);
+                    let c = (u32::from(i % 8) * 0x1f_2b_11) ^ 0x40_80_c0;
+                    self.conn
+                        .change_gc(self.gc, &ChangeGCAux::new().foreground(c & 0x00ff_ffff))?;
+                    self.conn.poly_fill_rectangle(
+                        self.window,
+                        self.gc,
+                        &[Rectangle {
+                            x,
+                            y: 0,
+                            width: band,
+                            height: self.height,
+                        }],
+                    )?;
+                }
+                self.conn
+                    .change_gc(self.gc, &ChangeGCAux::new().foreground(0x20_20_20))?;
+            }
             Scenario::Typing => {
                 // A character at the cursor of a small text area, like someone typing.
                 let c = WORDS[(self.n as usize) % WORDS.len()];
@@ -273,6 +390,7 @@ impl Page {
                 self.text_line(bottom)?;
             }
         }
+        self.stamp()?;
         self.conn.flush()?;
         Ok(())
     }
@@ -286,7 +404,113 @@ fn parse_stats(line: &str) -> Option<(f64, f64)> {
     Some((fps, kbps))
 }
 
+fn parse_size(s: &str) -> Result<(u16, u16), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let (w, h) = (
+        w.parse::<u16>().map_err(|e| format!("width {w:?}: {e}"))?,
+        h.parse::<u16>().map_err(|e| format!("height {h:?}: {e}"))?,
+    );
+    if !(320..=7680).contains(&w) || !(200..=4320).contains(&h) {
+        return Err(format!("{w}x{h} is not a screen size this bench runs"));
+    }
+    Ok((w, h))
+}
+
 pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
+    let sizes = match (&args.sizes[..], args.quick) {
+        ([], false) => vec![(1280, 720), (1920, 1080), (2560, 1440)],
+        ([], true) => vec![(1280, 720)],
+        (given, _) => given.to_vec(),
+    };
+    for (i, (width, height)) in sizes.into_iter().enumerate() {
+        if i > 0 && !args.json {
+            println!();
+        }
+        let mut one = args.clone();
+        (one.width, one.height) = (width, height);
+        run_size(one).await?;
+    }
+    Ok(())
+}
+
+/// The floor for `scenario`: the same changes and stamps, paced the same, through the
+/// host's own capture pipeline (damage, active map, the encoder as the host sets it up) and
+/// decoded and converted back to pixels on the spot — one process, no network, no DTLS/SRTP,
+/// no viewer process, nothing else running. Glass-to-glass latencies per stamp (ms), sorted.
+async fn floor(
+    page: &mut Page,
+    display: &str,
+    codec: &str,
+    scenario: Scenario,
+    seconds: u64,
+) -> anyhow::Result<Vec<f64>> {
+    use sealdesk_host::pipeline::{Pipeline, PipelineConfig, PipelineOutput};
+    use sealdesk_media::decode::Decoder;
+    let codec = crate::host_cmd::parse_codec(codec).map_err(anyhow::Error::msg)?;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let mut decoder = Decoder::new(codec)?;
+    let mut rgba = Vec::new();
+    let sink = {
+        let seen = seen.clone();
+        move |out: PipelineOutput| {
+            let PipelineOutput::Frame { data, .. } = out else {
+                return true;
+            };
+            if let Ok(Some(picture)) = decoder.decode(&data) {
+                let (w, h) = (picture.width(), picture.height());
+                rgba.resize(w as usize * h as usize * 4, 0);
+                if picture.to_rgba(&mut rgba, w as usize * 4).is_ok() {
+                    // Black and white cells read the same in RGBA as in BGRA.
+                    if let Some(n) = crate::stamp::read(&rgba, w) {
+                        if let Ok(mut s) = seen.lock() {
+                            s.entry(n).or_insert_with(crate::stamp::clock_ns);
+                        }
+                    }
+                }
+            }
+            true
+        }
+    };
+    let pipeline = Pipeline::start(
+        PipelineConfig {
+            display: Some(display.to_owned()),
+            codec,
+            ..PipelineConfig::default()
+        },
+        sink,
+    )?;
+    pipeline.release();
+    let warmup = Instant::now() + Duration::from_secs(1);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut from = None;
+    let mut tick = tokio::time::interval(Duration::from_micros(16_667));
+    while Instant::now() < end {
+        tick.tick().await;
+        page.step(scenario)?;
+        if from.is_none() && Instant::now() >= warmup {
+            from = Some(page.painted.len());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pipeline.stop()?;
+    let seen = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the floor's sink crashed"))?;
+    let mut out: Vec<f64> = page
+        .painted
+        .get(from.unwrap_or(usize::MAX)..)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|(n, tp)| seen.get(n).map(|td| td.saturating_sub(*tp) as f64 / 1e6))
+        .collect();
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+/// One screen size: its own display, server, host and viewer.
+async fn run_size(args: SessionArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let xvfb = Xvfb::start(u32::from(args.width), u32::from(args.height))?;
     let mut page = Page::open(xvfb.display())?;
@@ -339,7 +563,7 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
     }
     let mut host = Child::spawn(&host_args, &host_dir)?;
     let code = host.wait("code: ", Duration::from_secs(30)).await?;
-    let mut viewer_args = vec!["connect", &code, "--server", &url, "--headless"];
+    let mut viewer_args = vec!["connect", &code, "--server", &url, "--headless", "--stamps"];
     viewer_args.extend_from_slice(path_flag);
     let mut viewer = Child::spawn(&viewer_args, &dir.path().join("viewer"))?;
     // The bench answers the consent prompt the moment it appears (a person takes longer;
@@ -383,20 +607,33 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
     // Let the first keyframe's refinements finish, so "idle" is the idle screen.
     tokio::time::sleep(SETTLE).await;
     let mut results = Vec::new();
-    for scenario in [Scenario::Idle, Scenario::Typing, Scenario::Scrolling] {
+    let seconds = if args.quick { 3 } else { args.seconds };
+    for scenario in [
+        Scenario::Idle,
+        Scenario::Typing,
+        Scenario::Scrolling,
+        Scenario::Video,
+    ] {
         // Settle, then measure.
-        let end = Instant::now() + Duration::from_secs(args.seconds);
+        let end = Instant::now() + Duration::from_secs(seconds);
         let warmup = Instant::now() + Duration::from_secs(1);
         let mut samples = Vec::new();
         let mut cpu0 = None;
         let mut rec0 = 0;
+        let mut painted_from = 0;
+        let mut seen = std::collections::HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_micros(16_667));
         while Instant::now() < end {
             tick.tick().await;
             page.step(scenario)?;
             if cpu0.is_none() && Instant::now() >= warmup {
-                cpu0 = Some((Instant::now(), proc_cpu_time(host.pid)?));
+                cpu0 = Some((
+                    Instant::now(),
+                    proc_cpu_time(host.pid)?,
+                    proc_cpu_time(viewer.pid)?,
+                ));
                 rec0 = tree_bytes(&recs);
+                painted_from = page.painted.len();
                 while viewer.lines.try_recv().is_ok() {}
             }
             while let Ok(line) = viewer.lines.try_recv() {
@@ -404,12 +641,39 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
                     if let Some(s) = line.strip_prefix("stats: ").and_then(parse_stats) {
                         samples.push(s);
                     }
+                    if let Some((n, t)) = line.strip_prefix("stamp ").and_then(|l| {
+                        let (n, t) = l.split_once(' ')?;
+                        Some((n.parse::<u32>().ok()?, t.parse::<u64>().ok()?))
+                    }) {
+                        seen.entry(n).or_insert(t);
+                    }
                 }
             }
         }
-        let (t0, c0) = cpu0.context("scenario too short")?;
-        let host_cpu =
-            (proc_cpu_time(host.pid)? - c0).as_secs_f64() / t0.elapsed().as_secs_f64() * 100.0;
+        // The last frames' stamps are still on their way.
+        let drain = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < drain {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while let Ok(line) = viewer.lines.try_recv() {
+                if let Some((n, t)) = line.strip_prefix("stamp ").and_then(|l| {
+                    let (n, t) = l.split_once(' ')?;
+                    Some((n.parse::<u32>().ok()?, t.parse::<u64>().ok()?))
+                }) {
+                    seen.entry(n).or_insert(t);
+                }
+            }
+        }
+        let (t0, c0, v0) = cpu0.context("scenario too short")?;
+        let elapsed = t0.elapsed().as_secs_f64();
+        let host_cpu = (proc_cpu_time(host.pid)? - c0).as_secs_f64() / elapsed * 100.0;
+        let viewer_cpu = (proc_cpu_time(viewer.pid)? - v0).as_secs_f64() / elapsed * 100.0;
+        let painted = page.painted.get(painted_from..).unwrap_or(&[]);
+        let mut latency_ms: Vec<f64> = painted
+            .iter()
+            .filter_map(|(n, tp)| seen.get(n).map(|td| td.saturating_sub(*tp) as f64 / 1e6))
+            .collect();
+        latency_ms.sort_by(f64::total_cmp);
+        let (stamps_painted, stamps_seen) = (painted.len(), latency_ms.len());
         let recorded_per_min = args.record.then(|| {
             (tree_bytes(&recs).saturating_sub(rec0)) as f64 / t0.elapsed().as_secs_f64() * 60.0
         });
@@ -422,9 +686,25 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
                 fps,
                 kbps,
                 host_cpu,
+                viewer_cpu,
+                latency_ms,
+                floor_ms: Vec::new(),
+                stamps_painted,
+                stamps_seen,
                 recorded_per_min,
             },
         ));
+    }
+    let (host_rss, viewer_rss) = (peak_rss(host.pid)?, peak_rss(viewer.pid)?);
+    for (s, f) in &results {
+        // The pipeline is broken if frames change and no stamp gets through (idle paints none).
+        if *s != Scenario::Idle && f.stamps_seen == 0 {
+            bail!(
+                "{}: the viewer read none of the {} frame stamps painted: the pipeline is broken",
+                s.name(),
+                f.stamps_painted
+            );
+        }
     }
     viewer.send("end").await?;
     let _ = tokio::time::timeout(Duration::from_secs(5), viewer.child.wait()).await;
@@ -432,6 +712,12 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), host.child.wait()).await;
     let _ = stop_tx.send(());
     let _ = server_task.await;
+    // The floor, with the session gone: nothing else competes for the cores.
+    for (s, f) in &mut results {
+        if *s != Scenario::Idle {
+            f.floor_ms = floor(&mut page, xvfb.display(), &args.codec, *s, seconds.min(5)).await?;
+        }
+    }
     // The export's own report: "wrote F: N frames, S s of video, from K segments in T s (X× real time)".
     let mut export = None;
     if args.record {
@@ -474,13 +760,29 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         let scenarios: Vec<serde_json::Value> = results
             .iter()
             .map(|(s, f)| {
-                serde_json::json!({"scenario": s.name(), "fps": f.fps, "kbps": f.kbps, "host_cpu_percent": f.host_cpu, "recording_bytes_per_min": f.recorded_per_min})
+                serde_json::json!({
+                    "scenario": s.name(), "fps": f.fps, "kbps": f.kbps,
+                    "host_cpu_percent": f.host_cpu, "viewer_cpu_percent": f.viewer_cpu,
+                    "stamps_painted": f.stamps_painted, "stamps_seen": f.stamps_seen,
+                    "latency_ms": {
+                        "p50": quantile(&f.latency_ms, 0.5),
+                        "p95": quantile(&f.latency_ms, 0.95),
+                        "p99": quantile(&f.latency_ms, 0.99),
+                    },
+                    "floor_ms": {
+                        "p50": quantile(&f.floor_ms, 0.5),
+                        "p95": quantile(&f.floor_ms, 0.95),
+                        "p99": quantile(&f.floor_ms, 0.99),
+                    },
+                    "recording_bytes_per_min": f.recorded_per_min,
+                })
             })
             .collect();
         let out = serde_json::json!({
             "width": args.width, "height": args.height, "codec": args.codec,
             "path": if args.relay_only { "relay" } else { "direct" },
             "first_frame_ms": first_ms, "transport_verified_ms": connected_ms,
+            "host_peak_rss_bytes": host_rss, "viewer_peak_rss_bytes": viewer_rss,
             "scenarios": scenarios,
             "record": args.record,
             "export": export.map(|(v, t, b)| serde_json::json!({"video_seconds": v, "seconds": t, "webm_bytes": b})),
@@ -504,13 +806,41 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         "  connect -> transport verified  {connected_ms:7.0} ms  (handshake, consent answered at once, ICE, DTLS, fingerprints)"
     );
     println!("  connect -> first decoded frame {first_ms:7.0} ms");
+    println!(
+        "  peak RSS: host {:.0} MiB, viewer {:.0} MiB",
+        host_rss as f64 / 1048576.0,
+        viewer_rss as f64 / 1048576.0
+    );
+    println!(
+        "  {:<10} {:>6} {:>8}  {:>21}  {:>13}  {:>9}  {:>8} {:>8}",
+        "scenario", "fps", "kbps", "glass-to-glass ms", "floor ms", "stamps", "host CPU", "viewer"
+    );
+    println!(
+        "  {:<10} {:>6} {:>8}  {:>7}{:>7}{:>7}  {:>6}{:>7}  {:>9}  {:>8} {:>8}",
+        "", "", "", "p50", "p95", "p99", "p50", "ratio", "seen", "% core", "% core"
+    );
     for (s, f) in &results {
+        let q =
+            |x| quantile(&f.latency_ms, x).map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+        let floor = quantile(&f.floor_ms, 0.5);
+        let ratio = match (quantile(&f.latency_ms, 0.5), floor) {
+            (Some(l), Some(fl)) if fl > 0.0 => format!("{:.1}×", l / fl),
+            _ => "-".into(),
+        };
         println!(
-            "  {:<10} {:6.1} fps  {:8.0} kbps  host CPU {:5.1} % of one core",
+            "  {:<10} {:6.1} {:8.0}  {:>7}{:>7}{:>7}  {:>6}{:>7}  {:>4}/{:<4}  {:8.1} {:8.1}",
             s.name(),
             f.fps,
             f.kbps,
-            f.host_cpu
+            q(0.5),
+            q(0.95),
+            q(0.99),
+            floor.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+            ratio,
+            f.stamps_seen,
+            f.stamps_painted,
+            f.host_cpu,
+            f.viewer_cpu
         );
         if let Some(b) = f.recorded_per_min {
             println!("  {:<10} recording {:8.0} kB per minute", "", b / 1e3);

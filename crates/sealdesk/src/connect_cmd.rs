@@ -48,6 +48,10 @@ pub(crate) struct ConnectArgs {
     /// End the session after this many seconds.
     #[arg(long, value_name = "N")]
     seconds: Option<u64>,
+    /// Headless, for `sealdesk bench`: print `stamp N T` when a decoded picture shows a new
+    /// frame stamp (N its counter, T the wall clock in ns).
+    #[arg(long, hide = true)]
+    stamps: bool,
     /// Offer only this codec (vp9 or vp8) [default: both, VP9 preferred].
     #[arg(long, value_parser = crate::host_cmd::parse_codec)]
     codec: Option<sealdesk_media::Codec>,
@@ -184,6 +188,7 @@ pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyho
             _ => Script::Stdin,
         },
         seconds: args.seconds,
+        stamps: args.stamps && args.headless,
     };
     let headless = args.headless;
     let connected_peer = connected.established.peer.clone();

@@ -200,6 +200,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             Script::Text(SCRIPT)
         },
         seconds: args.seconds.or((!windowed).then_some(10)),
+        stamps: false,
     };
     if windowed {
         println!("   a window shows the host's screen; close it to end the demo");

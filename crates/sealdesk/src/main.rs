@@ -25,6 +25,7 @@ mod qr;
 mod recordings;
 mod scene;
 mod server_cmd;
+mod stamp;
 mod text;
 mod view;
 mod xwin;

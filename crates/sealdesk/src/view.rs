@@ -43,6 +43,8 @@ pub(crate) struct ViewOptions {
     pub(crate) script: Script,
     /// End after this long.
     pub(crate) seconds: Option<u64>,
+    /// Headless: print `stamp N T` for each new frame stamp decoded ([`crate::stamp`]).
+    pub(crate) stamps: bool,
 }
 
 fn end_message() -> ControlMessage {
@@ -199,8 +201,21 @@ async fn headless(
     let sink = {
         let writer = writer.clone();
         let mut n = 0u64;
-        move |picture| {
+        let stamps = options.stamps;
+        let mut last_stamp = None;
+        move |picture: window::Picture| {
             n += 1;
+            if stamps {
+                let stamp = crate::stamp::read(&picture.bgra, picture.width);
+                if stamp.is_some() && stamp != last_stamp {
+                    last_stamp = stamp;
+                    println!(
+                        "stamp {} {}",
+                        stamp.unwrap_or_default(),
+                        crate::stamp::clock_ns()
+                    );
+                }
+            }
             if let Some(w) = &writer {
                 w.offer(n, picture);
             }
