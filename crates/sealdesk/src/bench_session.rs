@@ -72,6 +72,9 @@ pub(crate) struct SessionArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also draw the latency CDFs of every size and scenario (and their floors) to this SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
     /// A smoke test (CI): 3 s per scenario. Fails only when the pipeline is broken (no
     /// frames, no readable stamps), never on a timing.
     #[arg(long)]
@@ -424,13 +427,20 @@ pub(crate) async fn run(args: SessionArgs) -> anyhow::Result<()> {
         ([], true) => vec![(1280, 720)],
         (given, _) => given.to_vec(),
     };
+    let mut curves = Vec::new();
     for (i, (width, height)) in sizes.into_iter().enumerate() {
         if i > 0 && !args.json {
             println!();
         }
         let mut one = args.clone();
         (one.width, one.height) = (width, height);
-        run_size(one).await?;
+        curves.extend(run_size(one).await?);
+    }
+    if let Some(path) = &args.plot {
+        plot_cdf(path, &curves)?;
+        if !args.json {
+            println!("\nlatency CDFs drawn to {}", path.display());
+        }
     }
     Ok(())
 }
@@ -510,7 +520,75 @@ async fn floor(
 }
 
 /// One screen size: its own display, server, host and viewer.
-async fn run_size(args: SessionArgs) -> anyhow::Result<()> {
+/// Draws each curve's empirical CDF (latency in ms against the share of stamps) to an SVG.
+fn plot_cdf(path: &Path, curves: &[(String, bool, Vec<f64>)]) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let max = curves
+        .iter()
+        .filter_map(|(_, _, v)| v.last().copied())
+        .fold(10.0f64, f64::max)
+        .min(500.0)
+        * 1.05;
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "sealdesk glass-to-glass latency (dashed: floor)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max, 0.0..1.0)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("ms from the X server drawing a change to the viewer decoding it")
+        .y_desc("share of frames")
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sessions = curves.iter().filter(|c| !c.1).count().max(1);
+    let mut k = 0;
+    for (label, floor, values) in curves {
+        if values.is_empty() {
+            continue;
+        }
+        let colour = Palette99::pick(k % sessions).to_rgba();
+        if !floor {
+            k += 1;
+        }
+        let n = values.len() as f64;
+        let points = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (*v, (i + 1) as f64 / n));
+        let style = colour.stroke_width(if *floor { 1 } else { 2 });
+        if *floor {
+            chart
+                .draw_series(DashedLineSeries::new(points, 4, 3, style))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        } else {
+            chart
+                .draw_series(LineSeries::new(points, style))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// One screen size: its own display, server, host and viewer. Returns the latency curves
+/// (label, whether it is the floor, sorted ms) of its scenarios.
+async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f64>)>> {
     let dir = tempfile::tempdir()?;
     let xvfb = Xvfb::start(u32::from(args.width), u32::from(args.height))?;
     let mut page = Page::open(xvfb.display())?;
@@ -788,7 +866,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<()> {
             "export": export.map(|(v, t, b)| serde_json::json!({"video_seconds": v, "seconds": t, "webm_bytes": b})),
         });
         println!("{out}");
-        return Ok(());
+        return Ok(curves_of(&args, results));
     }
     println!(
         "sealdesk bench session ({}x{} Xvfb, {}, {}, loopback, host and viewer as separate processes, {} cores)",
@@ -853,5 +931,22 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<()> {
             bytes as f64 / 1e6
         );
     }
-    Ok(())
+    Ok(curves_of(&args, results))
+}
+
+/// The latency curves of one size's scenarios, for the plot.
+fn curves_of(
+    args: &SessionArgs,
+    results: Vec<(Scenario, Figures)>,
+) -> Vec<(String, bool, Vec<f64>)> {
+    let mut out = Vec::new();
+    for (s, f) in results {
+        if f.latency_ms.is_empty() {
+            continue;
+        }
+        let label = format!("{}p {}", args.height, s.name());
+        out.push((label.clone(), false, f.latency_ms));
+        out.push((format!("{label} floor"), true, f.floor_ms));
+    }
+    out
 }
