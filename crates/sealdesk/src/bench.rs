@@ -110,19 +110,24 @@ impl ServerProcess {
     }
 
     fn rss_bytes(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc status")?;
-        Ok(kb * 1024)
+        proc_status_bytes(self.pid, "VmRSS")
     }
 
     /// User + system CPU time consumed so far.
     fn cpu_time(&self) -> anyhow::Result<Duration> {
         proc_cpu_time(self.pid)
     }
+}
+
+/// A size field (`VmRSS`, `VmHWM`, …) of `/proc/PID/status`, in bytes.
+pub(crate) fn proc_status_bytes(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(kb * 1024)
 }
 
 /// User + system CPU time process `pid` has consumed so far (all its threads).

@@ -83,13 +83,7 @@ pub(crate) struct SessionArgs {
 
 /// Peak resident memory of a process (`VmHWM`), bytes.
 fn peak_rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .context("no VmHWM in /proc/PID/status")?;
-    Ok(kb * 1024)
+    crate::bench::proc_status_bytes(pid, "VmHWM")
 }
 
 /// The `q`-quantile of sorted values.
@@ -719,10 +713,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
                     if let Some(s) = line.strip_prefix("stats: ").and_then(parse_stats) {
                         samples.push(s);
                     }
-                    if let Some((n, t)) = line.strip_prefix("stamp ").and_then(|l| {
-                        let (n, t) = l.split_once(' ')?;
-                        Some((n.parse::<u32>().ok()?, t.parse::<u64>().ok()?))
-                    }) {
+                    if let Some((n, t)) = crate::stamp::parse_line(&line) {
                         seen.entry(n).or_insert(t);
                     }
                 }
@@ -733,10 +724,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
         while Instant::now() < drain {
             tokio::time::sleep(Duration::from_millis(20)).await;
             while let Ok(line) = viewer.lines.try_recv() {
-                if let Some((n, t)) = line.strip_prefix("stamp ").and_then(|l| {
-                    let (n, t) = l.split_once(' ')?;
-                    Some((n.parse::<u32>().ok()?, t.parse::<u64>().ok()?))
-                }) {
+                if let Some((n, t)) = crate::stamp::parse_line(&line) {
                     seen.entry(n).or_insert(t);
                 }
             }

@@ -82,9 +82,30 @@ pub(crate) fn clock_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// The line the viewer prints when a decoded picture first shows stamp `n` at `t_ns`.
+pub(crate) fn line(n: u32, t_ns: u64) -> String {
+    format!("stamp {n} {t_ns}")
+}
+
+/// Reads a [`line`] back: the stamp and its time.
+pub(crate) fn parse_line(line: &str) -> Option<(u32, u64)> {
+    let (n, t) = line.strip_prefix("stamp ")?.split_once(' ')?;
+    Some((n.parse().ok()?, t.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_line_reads_back_and_other_lines_do_not() {
+        assert_eq!(
+            parse_line(&line(42, 1_700_000_000_123)),
+            Some((42, 1_700_000_000_123))
+        );
+        assert_eq!(parse_line("stats: 60 fps"), None);
+        assert_eq!(parse_line("stamp x 1"), None);
+    }
 
     fn picture(counter: u32, width: usize, noise: u8) -> Vec<u8> {
         let mut px = vec![200u8; width * 20 * 4];

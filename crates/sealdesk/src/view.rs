@@ -207,13 +207,9 @@ async fn headless(
             n += 1;
             if stamps {
                 let stamp = crate::stamp::read(&picture.bgra, picture.width);
-                if stamp.is_some() && stamp != last_stamp {
+                if let Some(n) = stamp.filter(|_| stamp != last_stamp) {
                     last_stamp = stamp;
-                    println!(
-                        "stamp {} {}",
-                        stamp.unwrap_or_default(),
-                        crate::stamp::clock_ns()
-                    );
+                    println!("{}", crate::stamp::line(n, crate::stamp::clock_ns()));
                 }
             }
             if let Some(w) = &writer {
