@@ -87,7 +87,7 @@ pub(crate) fn line(n: u32, t_ns: u64) -> String {
     format!("stamp {n} {t_ns}")
 }
 
-/// Reads a [`line`] back: the stamp and its time.
+/// Reads a [`line()`] back: the stamp and its time.
 pub(crate) fn parse_line(line: &str) -> Option<(u32, u64)> {
     let (n, t) = line.strip_prefix("stamp ")?.split_once(' ')?;
     Some((n.parse().ok()?, t.parse().ok()?))
