@@ -1,21 +1,29 @@
-//! Handshake CPU time per side and sealed-signaling throughput.
+//! Handshake CPU time and sealed-signaling throughput, with criterion.
 //!
-//! `cargo bench -p sealdesk-auth` prints the figures (median of several batches). Each side's
-//! time is measured around that side's calls only, so it is that side's CPU cost per session.
+//! * `attended/<suite>/{both,viewer,host}`: the attended (SPAKE2 one-time code) handshake in
+//!   memory: SPAKE2 start and finish, HKDF, the encrypted signed identities and key
+//!   confirmation, up to the sealed Accept. `both` is the whole exchange end to end (the host
+//!   drawing its code, the viewer parsing it, every message both ways); `viewer` and `host`
+//!   time only that side's calls, so each is that side's CPU cost for one session.
+//! * `unattended/{both,viewer,host}`: the paired (SIGMA-I) handshake: X25519 and two Ed25519
+//!   signatures and verifications, against a pinned host and a pairing registry.
+//! * `sealed/<suite>/{seal,open}/<bytes>`: sealed signaling (SDPs, ICE candidates) after an
+//!   attended handshake.
+//!
+//! `cargo bench -p sealdesk-auth --bench handshake` (add `-- --quick` for a smoke run).
 
 #![allow(
-    clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::print_stdout,
     clippy::disallowed_methods,
     missing_docs,
-    reason = "a benchmark reads the clock, prints figures and panics on setup errors"
+    reason = "a benchmark reads the clock and stops at the first setup error; criterion's macros generate items"
 )]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealdesk_auth::attended::host::AttendedHost;
@@ -23,189 +31,245 @@ use sealdesk_auth::attended::viewer;
 use sealdesk_auth::code::{OneTimeCode, ViewerAttempts};
 use sealdesk_auth::negotiate::{Offer, Suite};
 use sealdesk_auth::sdp::DtlsFingerprint;
-use sealdesk_auth::sealed::SealedKind;
+use sealdesk_auth::sealed::{SealedKind, SealedSignaling};
 use sealdesk_auth::trust::{PairedDevice, PairingRegistry, Permissions, PinnedHost};
 use sealdesk_auth::{unattended, IdentityKey};
 use sealdesk_proto::RoutingNumber;
 
-const RUNS: u32 = 200;
-const BATCHES: usize = 5;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// Short runs: the whole set of sealdesk benches should take minutes, not an hour.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20)
 }
 
-fn per_run(d: Duration, n: u32) -> f64 {
-    d.as_secs_f64() * 1e6 / f64::from(n)
+/// Which side's calls a measurement counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Viewer,
+    Host,
 }
 
-fn attended(suite: Suite) -> (Duration, Duration) {
-    let hk = IdentityKey::from_seed(&[1; 32]);
-    let vk = IdentityKey::from_seed(&[2; 32]);
-    let mut r = ChaCha20Rng::seed_from_u64(1);
-    let offer = Offer::with_suites(&[suite]);
-    let routing = RoutingNumber::new(123_456_789).unwrap();
-    let (mut tv, mut th) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..RUNS {
-        let now = Instant::now();
-        let mut host = AttendedHost::new(OneTimeCode::draw(routing, &mut r), &offer, now);
-        let code = OneTimeCode::parse(&host.code().display()).unwrap();
-        let mut tries = ViewerAttempts::new();
-
-        let t = Instant::now();
-        let (v, a1) = viewer::start(
-            &code,
-            &offer,
-            DtlsFingerprint([2; 32]),
-            &mut tries,
-            now,
-            &mut r,
-        )
-        .unwrap();
-        tv += t.elapsed();
-        let t = Instant::now();
-        let (h, a2) = host
-            .handle_a1(now, &a1, &hk, "host", DtlsFingerprint([1; 32]), &mut r)
-            .unwrap();
-        th += t.elapsed();
-        let t = Instant::now();
-        let (waiting, a3) = v.handle_a2(&a2, &vk, "viewer", &mut tries, now).unwrap();
-        tv += t.elapsed();
-        let t = Instant::now();
-        let (_est, _sealed, accept) = host
-            .handle_a3(now, h, &a3)
-            .unwrap()
-            .approve(Permissions::ALL);
-        th += t.elapsed();
-        let t = Instant::now();
-        let ok = waiting.handle(&accept).unwrap().is_ok();
-        tv += t.elapsed();
-        assert!(ok);
-    }
-    (tv, th)
+/// Accumulates the time of the calls made for the timed side.
+struct Clock {
+    side: Option<Side>,
+    spent: Duration,
 }
 
-fn unattended_run() -> (Duration, Duration) {
-    let hk = IdentityKey::from_seed(&[1; 32]);
-    let vk = IdentityKey::from_seed(&[2; 32]);
-    let mut r = ChaCha20Rng::seed_from_u64(2);
-    let routing = RoutingNumber::new(123_456_789).unwrap();
-    let offer = Offer::default();
-    let mut reg = PairingRegistry::new();
-    reg.pair(PairedDevice {
-        key: vk.public(),
-        label: "v".into(),
-        permissions: Permissions::ALL,
-        added_at: 0,
-        revoked: false,
-    })
-    .unwrap();
-    let pin = PinnedHost {
-        routing,
-        key: hk.public(),
-        label: "h".into(),
-        added_at: 0,
-    };
-    let (mut tv, mut th) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        let (v, b1) = unattended::viewer::start(&pin, &offer, DtlsFingerprint([2; 32]), &mut r);
-        tv += t.elapsed();
-        let t = Instant::now();
-        let info = unattended::host::HostInfo {
-            routing,
-            identity: &hk,
-            label: "h",
-            offer: &offer,
-        };
-        let (h, b2) =
-            unattended::host::handle_b1(info, &b1, DtlsFingerprint([1; 32]), &mut r).unwrap();
-        th += t.elapsed();
-        let t = Instant::now();
-        let (waiting, b3) = v.handle_b2(&b2, &vk, "v", Permissions::VIEW).unwrap();
-        tv += t.elapsed();
-        let t = Instant::now();
-        let (_est, _sealed, accept) = h.handle_b3(&b3, &reg).unwrap();
-        th += t.elapsed();
-        let t = Instant::now();
-        let ok = waiting.handle(&accept).unwrap().is_ok();
-        tv += t.elapsed();
-        assert!(ok);
+impl Clock {
+    fn new(side: Option<Side>) -> Self {
+        Self {
+            side,
+            spent: Duration::ZERO,
+        }
     }
-    (tv, th)
+
+    /// Runs `f`, counting its time if `side` is the timed one (or every side is).
+    fn on<R>(&mut self, side: Side, f: impl FnOnce() -> R) -> R {
+        let start = Instant::now();
+        let r = f();
+        if self.side.is_none_or(|s| s == side) {
+            self.spent += start.elapsed();
+        }
+        r
+    }
 }
 
-fn sealed_throughput(suite: Suite, size: usize) -> (f64, f64) {
-    let hk = IdentityKey::from_seed(&[1; 32]);
-    let vk = IdentityKey::from_seed(&[2; 32]);
-    let mut r = ChaCha20Rng::seed_from_u64(3);
-    let offer = Offer::with_suites(&[suite]);
-    let now = Instant::now();
-    let routing = RoutingNumber::new(123_456_789).unwrap();
-    let mut host = AttendedHost::new(OneTimeCode::draw(routing, &mut r), &offer, now);
-    let code = OneTimeCode::parse(&host.code().display()).unwrap();
-    let mut tries = ViewerAttempts::new();
-    let (v, a1) = viewer::start(
-        &code,
-        &offer,
-        DtlsFingerprint([2; 32]),
-        &mut tries,
-        now,
-        &mut r,
-    )
-    .unwrap();
-    let (h, a2) = host
-        .handle_a1(now, &a1, &hk, "host", DtlsFingerprint([1; 32]), &mut r)
-        .unwrap();
-    let (waiting, a3) = v.handle_a2(&a2, &vk, "viewer", &mut tries, now).unwrap();
-    let (_est, mut hs, accept) = host
-        .handle_a3(now, h, &a3)
-        .unwrap()
-        .approve(Permissions::ALL);
-    let Ok((_v, mut vs)) = waiting.handle(&accept).unwrap() else {
-        panic!()
-    };
-    let body = vec![0x61u8; size];
-    let n = 2000u32;
-    let mut msgs = Vec::with_capacity(n as usize);
-    let t = Instant::now();
-    for _ in 0..n {
-        msgs.push(hs.seal(SealedKind::Candidate, black_box(&body)).unwrap());
-    }
-    let seal = t.elapsed();
-    let t = Instant::now();
-    for m in &msgs {
-        black_box(vs.open(m).unwrap());
-    }
-    let open = t.elapsed();
-    let mb = |d: Duration| (size as f64 * f64::from(n)) / d.as_secs_f64() / 1e6;
-    (mb(seal), mb(open))
+/// The fixed parts of both handshakes: identities and the host's routing number.
+struct Keys {
+    host: IdentityKey,
+    viewer: IdentityKey,
+    routing: RoutingNumber,
 }
 
-fn main() {
-    println!(
-        "sealdesk-auth handshake CPU time per side (median of {BATCHES} batches of {RUNS} runs)"
-    );
-    for suite in [Suite::ChaCha20Poly1305, Suite::Aes256Gcm] {
-        let (v, h): (Vec<_>, Vec<_>) = (0..BATCHES).map(|_| attended(suite)).unzip();
-        println!(
-            "  attended ({suite:?}):   viewer {:7.1} µs   host {:7.1} µs",
-            per_run(median(v), RUNS),
-            per_run(median(h), RUNS)
-        );
-    }
-    let (v, h): (Vec<_>, Vec<_>) = (0..BATCHES).map(|_| unattended_run()).unzip();
-    println!(
-        "  unattended (ChaCha20Poly1305): viewer {:7.1} µs   host {:7.1} µs",
-        per_run(median(v), RUNS),
-        per_run(median(h), RUNS)
-    );
-    println!("sealed signaling throughput (MB/s, seal / open)");
-    for suite in [Suite::ChaCha20Poly1305, Suite::Aes256Gcm] {
-        for size in [200usize, 4096, 32 * 1024] {
-            let (s, o) = sealed_throughput(suite, size);
-            println!("  {suite:?} {size:>6} B: {s:8.1} / {o:8.1}");
+impl Keys {
+    fn new() -> Self {
+        Self {
+            host: IdentityKey::from_seed(&[1; 32]),
+            viewer: IdentityKey::from_seed(&[2; 32]),
+            routing: RoutingNumber::new(123_456_789).expect("routing number"),
         }
     }
 }
+
+/// One attended handshake; the time of `clock`'s side. Returns both sealed channels
+/// (viewer's, host's).
+fn attended(
+    keys: &Keys,
+    offer: &Offer,
+    rng: &mut ChaCha20Rng,
+    clock: &mut Clock,
+) -> (SealedSignaling, SealedSignaling) {
+    let now = Instant::now();
+    let mut host = clock.on(Side::Host, || {
+        AttendedHost::new(OneTimeCode::draw(keys.routing, rng), offer, now)
+    });
+    let shown = host.code().display();
+    let (v, a1, mut tries) = clock.on(Side::Viewer, || {
+        let code = OneTimeCode::parse(&shown).expect("code");
+        let mut tries = ViewerAttempts::new();
+        let (v, a1) = viewer::start(&code, offer, DtlsFingerprint([2; 32]), &mut tries, now, rng)
+            .expect("a1");
+        (v, a1, tries)
+    });
+    let (h, a2) = clock.on(Side::Host, || {
+        host.handle_a1(now, &a1, &keys.host, "host", DtlsFingerprint([1; 32]), rng)
+            .expect("a2")
+    });
+    let (waiting, a3) = clock.on(Side::Viewer, || {
+        v.handle_a2(&a2, &keys.viewer, "viewer", &mut tries, now)
+            .expect("a3")
+    });
+    let (_est, host_sealed, accept) = clock.on(Side::Host, || {
+        host.handle_a3(now, h, &a3)
+            .expect("confirmed")
+            .approve(Permissions::ALL)
+    });
+    let viewer_sealed = clock.on(Side::Viewer, || {
+        let Ok((_est, sealed)) = waiting.handle(&accept).expect("accept") else {
+            panic!("the host refused")
+        };
+        sealed
+    });
+    (viewer_sealed, host_sealed)
+}
+
+/// The viewer's pin of the host and the host's registry with the viewer paired.
+fn pairing(keys: &Keys) -> (PinnedHost, PairingRegistry) {
+    let mut registry = PairingRegistry::new();
+    registry
+        .pair(PairedDevice {
+            key: keys.viewer.public(),
+            label: "v".into(),
+            permissions: Permissions::ALL,
+            added_at: 0,
+            revoked: false,
+        })
+        .expect("pair");
+    let pin = PinnedHost {
+        routing: keys.routing,
+        key: keys.host.public(),
+        label: "h".into(),
+        added_at: 0,
+    };
+    (pin, registry)
+}
+
+/// One unattended handshake; the time of `clock`'s side.
+fn unattended_once(
+    keys: &Keys,
+    offer: &Offer,
+    pairing: &(PinnedHost, PairingRegistry),
+    rng: &mut ChaCha20Rng,
+    clock: &mut Clock,
+) {
+    let (pin, registry) = pairing;
+    let (v, b1) = clock.on(Side::Viewer, || {
+        unattended::viewer::start(pin, offer, DtlsFingerprint([2; 32]), rng)
+    });
+    let (h, b2) = clock.on(Side::Host, || {
+        let info = unattended::host::HostInfo {
+            routing: keys.routing,
+            identity: &keys.host,
+            label: "h",
+            offer,
+        };
+        unattended::host::handle_b1(info, &b1, DtlsFingerprint([1; 32]), rng).expect("b2")
+    });
+    let (waiting, b3) = clock.on(Side::Viewer, || {
+        v.handle_b2(&b2, &keys.viewer, "v", Permissions::VIEW)
+            .expect("b3")
+    });
+    let (_est, _sealed, accept) = clock.on(Side::Host, || h.handle_b3(&b3, registry).expect("b3"));
+    let ok = clock.on(Side::Viewer, || {
+        waiting.handle(&accept).expect("accept").is_ok()
+    });
+    assert!(ok, "the host refused");
+}
+
+const SIDES: [(&str, Option<Side>); 3] = [
+    ("both", None),
+    ("viewer", Some(Side::Viewer)),
+    ("host", Some(Side::Host)),
+];
+
+fn handshakes(c: &mut Criterion) {
+    let keys = Keys::new();
+    let mut group = c.benchmark_group("attended");
+    for suite in [Suite::ChaCha20Poly1305, Suite::Aes256Gcm] {
+        let offer = Offer::with_suites(&[suite]);
+        for (name, side) in SIDES {
+            let mut rng = ChaCha20Rng::seed_from_u64(1);
+            group.bench_function(format!("{suite:?}/{name}"), |b| {
+                b.iter_custom(|iters| {
+                    let mut clock = Clock::new(side);
+                    for _ in 0..iters {
+                        black_box(attended(&keys, &offer, &mut rng, &mut clock));
+                    }
+                    clock.spent
+                });
+            });
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("unattended");
+    let offer = Offer::default();
+    let pairing = pairing(&keys);
+    for (name, side) in SIDES {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut clock = Clock::new(side);
+                for _ in 0..iters {
+                    unattended_once(&keys, &offer, &pairing, &mut rng, &mut clock);
+                }
+                clock.spent
+            });
+        });
+    }
+    group.finish();
+}
+
+fn sealed(c: &mut Criterion) {
+    let keys = Keys::new();
+    let mut group = c.benchmark_group("sealed");
+    for suite in [Suite::ChaCha20Poly1305, Suite::Aes256Gcm] {
+        let offer = Offer::with_suites(&[suite]);
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let (mut vs, mut hs) = attended(&keys, &offer, &mut rng, &mut Clock::new(None));
+        // 200 bytes: an ICE candidate; 4 KiB: an SDP offer.
+        for size in [200usize, 4096] {
+            group.throughput(Throughput::Bytes(size as u64));
+            let body = vec![0x61u8; size];
+            group.bench_function(BenchmarkId::new(format!("{suite:?}/seal"), size), |b| {
+                b.iter(|| {
+                    hs.seal(SealedKind::Candidate, black_box(&body))
+                        .expect("seal")
+                });
+            });
+            group.bench_function(BenchmarkId::new(format!("{suite:?}/open"), size), |b| {
+                b.iter_custom(|iters| {
+                    // Each message opens once, in order (sequence numbers only go up).
+                    let msgs: Vec<Vec<u8>> = (0..iters)
+                        .map(|_| hs.seal(SealedKind::Candidate, &body).expect("seal"))
+                        .collect();
+                    let start = Instant::now();
+                    for m in &msgs {
+                        black_box(vs.open(m).expect("open"));
+                    }
+                    start.elapsed()
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = handshakes, sealed
+}
+criterion_main!(benches);

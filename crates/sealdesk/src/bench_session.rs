@@ -14,7 +14,9 @@
 //! display's scan-out. Then the *floor*: the same changes through the host's own capture
 //! pipeline in this process, decoded on the spot — no network, no DTLS/SRTP, no second
 //! process, nothing else running — so latency can be read as a ratio to what this machine,
-//! with this pipeline, cannot beat.
+//! with this pipeline, cannot beat. Then the *peer*: x11vnc on the same display with the same
+//! page, read by a VNC client that reads the same stamps ([`crate::bench_peer`]), so that
+//! latency and bytes can be read as a ratio to a remote desktop Linux users already run.
 //!
 //! Per scenario: latency p50/p95/p99, the floor, stamps seen of painted, the viewer's
 //! decoded fps and video bitrate (its stats lines), host and viewer CPU (`/proc`); per size
@@ -75,6 +77,10 @@ pub(crate) struct SessionArgs {
     /// Also draw the latency CDFs of every size and scenario (and their floors) to this SVG.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
+    /// Leave out the peer (x11vnc read by a VNC client on the same display; left out
+    /// anyway when x11vnc is not installed).
+    #[arg(long)]
+    no_peer: bool,
     /// A smoke test (CI): 3 s per scenario. Fails only when the pipeline is broken (no
     /// frames, no readable stamps), never on a timing.
     #[arg(long)]
@@ -87,6 +93,14 @@ fn peak_rss(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// The `q`-quantile of sorted values.
+/// `a / b`, when both are known and `b` is not zero.
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -188,6 +202,19 @@ struct Figures {
     stamps_seen: usize,
     /// Recording bytes per minute (with --record).
     recorded_per_min: Option<f64>,
+    /// The same scenario through the peer (x11vnc), when it ran.
+    peer: Option<PeerFigures>,
+}
+
+/// One scenario through x11vnc and a VNC client (see [`crate::bench_peer`]).
+#[derive(Debug, Clone)]
+struct PeerFigures {
+    /// Glass-to-glass latencies of the stamps the client saw, sorted (ms).
+    latency_ms: Vec<f64>,
+    kbps: f64,
+    server_cpu: f64,
+    stamps_painted: usize,
+    stamps_seen: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,7 +540,56 @@ async fn floor(
     Ok(out)
 }
 
-/// One screen size: its own display, server, host and viewer.
+/// `scenario` through the peer: the same changes and stamps, paced the same, read by the
+/// VNC client from x11vnc's updates.
+async fn peer(
+    page: &mut Page,
+    x11vnc: &crate::bench_peer::X11vnc,
+    client: &crate::bench_peer::Client,
+    scenario: Scenario,
+    seconds: u64,
+) -> anyhow::Result<PeerFigures> {
+    use std::sync::atomic::Ordering;
+    let warmup = Instant::now() + Duration::from_secs(1);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut from = None;
+    let mut tick = tokio::time::interval(Duration::from_micros(16_667));
+    while Instant::now() < end {
+        tick.tick().await;
+        page.step(scenario)?;
+        if from.is_none() && Instant::now() >= warmup {
+            from = Some((
+                page.painted.len(),
+                Instant::now(),
+                client.bytes.load(Ordering::Relaxed),
+                proc_cpu_time(x11vnc.pid())?,
+            ));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (from, t0, bytes0, cpu0) = from.context("scenario too short")?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let kbps = (client.bytes.load(Ordering::Relaxed) - bytes0) as f64 * 8.0 / 1e3 / elapsed;
+    let server_cpu = (proc_cpu_time(x11vnc.pid())? - cpu0).as_secs_f64() / elapsed * 100.0;
+    let seen = client
+        .seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the VNC client crashed"))?;
+    let painted = page.painted.get(from..).unwrap_or(&[]);
+    let mut latency_ms: Vec<f64> = painted
+        .iter()
+        .filter_map(|(n, tp)| seen.get(n).map(|td| td.saturating_sub(*tp) as f64 / 1e6))
+        .collect();
+    latency_ms.sort_by(f64::total_cmp);
+    Ok(PeerFigures {
+        stamps_painted: painted.len(),
+        stamps_seen: latency_ms.len(),
+        latency_ms,
+        kbps,
+        server_cpu,
+    })
+}
+
 /// Draws each curve's empirical CDF (latency in ms against the share of stamps) to an SVG.
 fn plot_cdf(path: &Path, curves: &[(String, bool, Vec<f64>)]) -> anyhow::Result<()> {
     use plotters::prelude::*;
@@ -758,6 +834,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
                 stamps_painted,
                 stamps_seen,
                 recorded_per_min,
+                peer: None,
             },
         ));
     }
@@ -782,6 +859,32 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
     for (s, f) in &mut results {
         if *s != Scenario::Idle {
             f.floor_ms = floor(&mut page, xvfb.display(), &args.codec, *s, seconds.min(5)).await?;
+        }
+    }
+    // The peer, on the same display with the same page.
+    if !args.no_peer && crate::bench_peer::X11vnc::available() {
+        let x11vnc = crate::bench_peer::X11vnc::start(xvfb.display()).await?;
+        let client = crate::bench_peer::Client::connect(x11vnc.port());
+        // The first full update, before anything is measured.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for (s, f) in &mut results {
+            f.peer = Some(peer(&mut page, &x11vnc, &client, *s, seconds).await?);
+        }
+        let jpeg = client.jpeg_rects.load(std::sync::atomic::Ordering::Relaxed);
+        client.stop()?;
+        if jpeg > 0 {
+            bail!("x11vnc sent {jpeg} JPEG rectangles, whose stamps the peer's client cannot read");
+        }
+        for (s, f) in &results {
+            if let Some(p) = f.peer.as_ref().filter(|p| p.stamps_seen == 0) {
+                if *s != Scenario::Idle {
+                    bail!(
+                        "{}: the VNC client read none of the {} frame stamps painted: the peer's harness is broken",
+                        s.name(),
+                        p.stamps_painted
+                    );
+                }
+            }
         }
     }
     // The export's own report: "wrote F: N frames, S s of video, from K segments in T s (X× real time)".
@@ -841,6 +944,19 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
                         "p99": quantile(&f.floor_ms, 0.99),
                     },
                     "recording_bytes_per_min": f.recorded_per_min,
+                    "peer": f.peer.as_ref().map(|p| serde_json::json!({
+                        "name": "x11vnc",
+                        "kbps": p.kbps,
+                        "server_cpu_percent": p.server_cpu,
+                        "stamps_painted": p.stamps_painted, "stamps_seen": p.stamps_seen,
+                        "latency_ms": {
+                            "p50": quantile(&p.latency_ms, 0.5),
+                            "p95": quantile(&p.latency_ms, 0.95),
+                            "p99": quantile(&p.latency_ms, 0.99),
+                        },
+                        "latency_ratio_p50": ratio(quantile(&f.latency_ms, 0.5), quantile(&p.latency_ms, 0.5)),
+                        "bytes_ratio": ratio(Some(f.kbps), Some(p.kbps)),
+                    })),
                 })
             })
             .collect();
@@ -912,6 +1028,44 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
             println!("  {:<10} recording {:8.0} kB per minute", "", b / 1e3);
         }
     }
+    if results.iter().any(|(_, f)| f.peer.is_some()) {
+        println!(
+            "  the peer: x11vnc (its defaults) on the same display, read by a VNC client (Tight, ZRLE, CopyRect, Raw)"
+        );
+        println!(
+            "  {:<10} {:>21}  {:>8}  {:>9}  {:>8}  {:>17}",
+            "scenario", "glass-to-glass ms", "kbps", "stamps", "x11vnc", "sealdesk / peer"
+        );
+        println!(
+            "  {:<10} {:>7}{:>7}{:>7}  {:>8}  {:>9}  {:>8}  {:>8} {:>8}",
+            "", "p50", "p95", "p99", "", "seen", "% core", "latency", "bytes"
+        );
+        for (s, f) in &results {
+            let Some(p) = &f.peer else { continue };
+            let q = |x| {
+                quantile(&p.latency_ms, x).map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+            };
+            let r = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}×"));
+            println!(
+                "  {:<10} {:>7}{:>7}{:>7}  {:8.0}  {:>4}/{:<4}  {:8.1}  {:>8} {:>8}",
+                s.name(),
+                q(0.5),
+                q(0.95),
+                q(0.99),
+                p.kbps,
+                p.stamps_seen,
+                p.stamps_painted,
+                p.server_cpu,
+                r(ratio(
+                    quantile(&f.latency_ms, 0.5),
+                    quantile(&p.latency_ms, 0.5)
+                )),
+                r(ratio(Some(f.kbps), Some(p.kbps))),
+            );
+        }
+    } else if !args.no_peer {
+        println!("  the peer was left out: x11vnc is not installed (apt-get install x11vnc)");
+    }
     if let Some((video, took, bytes)) = export {
         println!(
             "  export to WebM: {video:.1} s of session in {took:.2} s ({:.0}× real time), {:.1} MB",
@@ -935,6 +1089,9 @@ fn curves_of(
         let label = format!("{}p {}", args.height, s.name());
         out.push((label.clone(), false, f.latency_ms));
         out.push((format!("{label} floor"), true, f.floor_ms));
+        if let Some(p) = f.peer.filter(|p| !p.latency_ms.is_empty()) {
+            out.push((format!("{label} x11vnc"), true, p.latency_ms));
+        }
     }
     out
 }
