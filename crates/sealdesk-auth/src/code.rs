@@ -237,23 +237,82 @@ impl CodeLimits {
     }
 }
 
-/// The viewer's record of failed runs per host routing number.
-#[derive(Debug, Default)]
-pub struct ViewerAttempts {
-    failures: HashMap<RoutingNumber, (u8, Instant)>,
+/// A point in time as a shell reads its monotonic clock, passed into the core (which reads
+/// none). Natively that is [`Instant`]; where an `Instant` cannot be made — in a browser,
+/// `wasm32-unknown-unknown` has no clock behind it — it is [`Elapsed`], the time since the
+/// shell's own epoch (`performance.now()`).
+pub trait Moment: Copy + Ord + fmt::Debug {
+    /// `self + d`, saturating at the latest representable moment.
+    fn after(self, d: Duration) -> Self;
+    /// How long after `earlier` this is (zero if it is not after it).
+    fn since(self, earlier: Self) -> Duration;
+    /// `self - d`, if that is representable.
+    fn before(self, d: Duration) -> Option<Self>;
 }
 
-impl ViewerAttempts {
-    /// No failures recorded.
+impl Moment for Instant {
+    fn after(self, d: Duration) -> Self {
+        self.checked_add(d).unwrap_or(self)
+    }
+    fn since(self, earlier: Self) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+    fn before(self, d: Duration) -> Option<Self> {
+        self.checked_sub(d)
+    }
+}
+
+/// Time since an epoch the shell chose (a browser's `performance.now()`): a [`Moment`] for
+/// platforms without [`Instant`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Elapsed(pub Duration);
+
+impl Elapsed {
+    /// From milliseconds since the epoch (negative and non-finite values are the epoch).
+    pub fn from_millis_f64(ms: f64) -> Self {
+        Self(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::ZERO))
+    }
+}
+
+impl Moment for Elapsed {
+    fn after(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(d))
+    }
+    fn since(self, earlier: Self) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+    fn before(self, d: Duration) -> Option<Self> {
+        self.0.checked_sub(d).map(Self)
+    }
+}
+
+/// The viewer's record of failed runs per host routing number, timed by a [`Moment`].
+#[derive(Debug)]
+pub struct ViewerAttempts<T: Moment = Instant> {
+    failures: HashMap<RoutingNumber, (u8, T)>,
+}
+
+impl<T: Moment> Default for ViewerAttempts<T> {
+    fn default() -> Self {
+        Self {
+            failures: HashMap::new(),
+        }
+    }
+}
+
+impl ViewerAttempts<Instant> {
+    /// No failures recorded (timed by [`Instant`]; [`Default`] for other clocks).
     pub fn new() -> Self {
         Self::default()
     }
+}
 
+impl<T: Moment> ViewerAttempts<T> {
     /// Whether a new run against `routing` is allowed at `now`.
-    pub fn allowed(&mut self, routing: RoutingNumber, now: Instant) -> bool {
+    pub fn allowed(&mut self, routing: RoutingNumber, now: T) -> bool {
         match self.failures.get(&routing) {
             Some(&(n, last)) if n >= MAX_ATTEMPTS => {
-                if now >= last + CODE_LIFETIME {
+                if now >= last.after(CODE_LIFETIME) {
                     self.failures.remove(&routing);
                     true
                 } else {
@@ -265,11 +324,19 @@ impl ViewerAttempts {
     }
 
     /// Records a run that reached key confirmation and failed. Returns runs left.
-    pub fn record_failure(&mut self, routing: RoutingNumber, now: Instant) -> u8 {
+    pub fn record_failure(&mut self, routing: RoutingNumber, now: T) -> u8 {
         let e = self.failures.entry(routing).or_insert((0, now));
         e.0 = e.0.saturating_add(1);
         e.1 = now;
         MAX_ATTEMPTS.saturating_sub(e.0)
+    }
+
+    /// Runs left against `routing` at `now` (before its next failure).
+    pub fn left(&self, routing: RoutingNumber, now: T) -> u8 {
+        match self.failures.get(&routing) {
+            Some(&(n, last)) if now < last.after(CODE_LIFETIME) => MAX_ATTEMPTS.saturating_sub(n),
+            _ => MAX_ATTEMPTS,
+        }
     }
 
     /// Records a successful run (clears the count).
@@ -279,11 +346,11 @@ impl ViewerAttempts {
 
     /// The records still relevant at `now`, as (routing number, failures, age of the last
     /// failure), so a shell can keep them across restarts with a wall clock.
-    pub fn export(&self, now: Instant) -> Vec<(RoutingNumber, u8, Duration)> {
+    pub fn export(&self, now: T) -> Vec<(RoutingNumber, u8, Duration)> {
         let mut out: Vec<_> = self
             .failures
             .iter()
-            .map(|(r, &(n, last))| (*r, n, now.saturating_duration_since(last)))
+            .map(|(r, &(n, last))| (*r, n, now.since(last)))
             .filter(|(_, _, age)| *age < CODE_LIFETIME)
             .collect();
         out.sort_by_key(|(r, _, _)| *r);
@@ -291,11 +358,11 @@ impl ViewerAttempts {
     }
 
     /// Restores records written by [`ViewerAttempts::export`] (ages measured at `now`).
-    pub fn import(records: &[(RoutingNumber, u8, Duration)], now: Instant) -> Self {
-        let mut out = Self::new();
+    pub fn import(records: &[(RoutingNumber, u8, Duration)], now: T) -> Self {
+        let mut out = Self::default();
         for &(r, n, age) in records {
             if age < CODE_LIFETIME {
-                let last = now.checked_sub(age).unwrap_or(now);
+                let last = now.before(age).unwrap_or(now);
                 out.failures.insert(r, (n.min(MAX_ATTEMPTS), last));
             }
         }
@@ -426,5 +493,26 @@ mod tests {
         let mut restored = ViewerAttempts::import(&saved, t1);
         assert!(!restored.allowed(r, t1));
         assert!(v.allowed(r, t0 + CODE_LIFETIME));
+    }
+
+    #[test]
+    fn viewer_limits_without_instant() {
+        // A browser's clock: milliseconds since the page loaded.
+        let t = |ms: f64| Elapsed::from_millis_f64(ms);
+        let r = RoutingNumber::new(987_654_321).unwrap();
+        let mut v = ViewerAttempts::<Elapsed>::default();
+        assert_eq!(v.left(r, t(0.0)), 3);
+        assert_eq!(v.record_failure(r, t(10.0)), 2);
+        assert_eq!(v.left(r, t(20.0)), 2);
+        assert_eq!(v.record_failure(r, t(30.0)), 1);
+        assert_eq!(v.record_failure(r, t(40.0)), 0);
+        assert!(!v.allowed(r, t(50.0)));
+        assert_eq!(v.left(r, t(50.0)), 0);
+        let later = 40.0 + CODE_LIFETIME.as_secs_f64() * 1000.0;
+        assert_eq!(v.left(r, t(later)), 3);
+        assert!(v.allowed(r, t(later)));
+        assert_eq!(t(-5.0), Elapsed(Duration::ZERO));
+        assert_eq!(t(f64::NAN), Elapsed(Duration::ZERO));
+        assert_eq!(Elapsed(Duration::ZERO).before(Duration::from_secs(1)), None);
     }
 }

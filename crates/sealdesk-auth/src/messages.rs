@@ -9,6 +9,7 @@ use sealdesk_proto::{DeviceKey, RoutingNumber, SignatureBytes};
 
 use crate::negotiate::{Choice, Offer};
 use crate::sdp::DtlsFingerprint;
+use crate::session::ViewerKind;
 use crate::wire::{DecodeError, Reader, Writer};
 
 /// Tag of A1.
@@ -505,6 +506,9 @@ pub(crate) struct IdentityPayload {
     pub(crate) sig: SignatureBytes,
     /// MAC over the identity (B2/B3 only; zeros elsewhere).
     pub(crate) mac: [u8; 32],
+    /// What program the viewer is: one optional byte after the MAC, left out for
+    /// [`ViewerKind::Native`] (so a native identity is byte for byte what it always was).
+    pub(crate) kind: ViewerKind,
 }
 
 impl IdentityPayload {
@@ -541,6 +545,9 @@ impl IdentityPayload {
             .u16(self.permissions)
             .raw(&self.sig.0)
             .raw(&self.mac);
+        if let Some(b) = self.kind.byte() {
+            w.u8(b);
+        }
         w.buf
     }
 
@@ -554,8 +561,56 @@ impl IdentityPayload {
             permissions: r.u16("permissions")?,
             sig: SignatureBytes(r.array("signature")?),
             mac: r.array("mac")?,
+            kind: match r.remaining() {
+                0 => ViewerKind::Native,
+                _ => ViewerKind::from_byte(r.u8("viewer kind")?)
+                    .ok_or(DecodeError::Invalid("viewer kind"))?,
+            },
         };
         r.finish()?;
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(kind: ViewerKind) -> IdentityPayload {
+        IdentityPayload {
+            key: crate::IdentityKey::from_seed(&[7; 32]).public(),
+            label: "alice".into(),
+            permissions: 3,
+            sig: SignatureBytes([9; 64]),
+            mac: [5; 32],
+            kind,
+        }
+    }
+
+    #[test]
+    fn viewer_kind_is_an_optional_trailing_byte() {
+        let native = payload(ViewerKind::Native).encode();
+        // The native form is what it always was: key, label, permissions, signature, MAC.
+        assert_eq!(native.len(), 32 + 1 + 5 + 2 + 64 + 32);
+        for kind in [
+            ViewerKind::Native,
+            ViewerKind::Browser,
+            ViewerKind::ServerServedBrowser,
+        ] {
+            let bytes = payload(kind).encode();
+            assert_eq!(IdentityPayload::decode(&bytes).unwrap().kind, kind);
+        }
+        let mut unknown = native.clone();
+        unknown.push(9);
+        assert_eq!(
+            IdentityPayload::decode(&unknown).err(),
+            Some(DecodeError::Invalid("viewer kind"))
+        );
+        let mut two = payload(ViewerKind::Browser).encode();
+        two.push(1);
+        assert!(matches!(
+            IdentityPayload::decode(&two),
+            Err(DecodeError::TrailingBytes(1))
+        ));
     }
 }

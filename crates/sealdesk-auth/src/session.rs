@@ -30,6 +30,52 @@ pub enum AccessKind {
     Unattended,
 }
 
+/// What program a viewer says it is. It travels inside the viewer's encrypted identity, so
+/// neither the server nor the network can change it; but it is the viewer's own word: a
+/// page the signaling server served is code the server wrote, and could say anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ViewerKind {
+    /// The native `sealdesk` program (and every host: hosts are native).
+    #[default]
+    Native,
+    /// The browser viewer, served by the viewer's own `sealdesk` on its machine
+    /// (`sealdesk connect --web`): the same trust as the native viewer.
+    Browser,
+    /// The browser viewer, served by the signaling server (`sealdesk server --web-viewer`):
+    /// code from the server runs the session, so the server could read it (DESIGN.md §8).
+    ServerServedBrowser,
+}
+
+impl ViewerKind {
+    /// Its byte in an identity payload (`None`: the byte is left out, as native viewers and
+    /// hosts always did).
+    pub(crate) fn byte(self) -> Option<u8> {
+        match self {
+            ViewerKind::Native => None,
+            ViewerKind::Browser => Some(1),
+            ViewerKind::ServerServedBrowser => Some(2),
+        }
+    }
+
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(ViewerKind::Browser),
+            2 => Some(ViewerKind::ServerServedBrowser),
+            _ => None,
+        }
+    }
+
+    /// How to show it to the host's user.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ViewerKind::Native => "sealdesk viewer",
+            ViewerKind::Browser => "browser (served by its own sealdesk)",
+            ViewerKind::ServerServedBrowser => "browser (served by the server)",
+        }
+    }
+}
+
 /// The authenticated peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {
@@ -37,6 +83,8 @@ pub struct PeerIdentity {
     pub key: DeviceKey,
     /// The label it gave (not verified by anyone: display it as "calls itself").
     pub label: String,
+    /// What program it says it is (a host is always [`ViewerKind::Native`]).
+    pub kind: ViewerKind,
 }
 
 impl PeerIdentity {

@@ -30,7 +30,7 @@ use sealdesk_auth::code::OneTimeCode;
 use sealdesk_auth::messages::{self, Abort, AbortReason, Message};
 use sealdesk_auth::negotiate::Offer;
 use sealdesk_auth::sealed::{SealError, SealedKind, SealedSignaling, BYE_DECLINED};
-use sealdesk_auth::session::{AccessKind, Established, PeerIdentity};
+use sealdesk_auth::session::{AccessKind, Established, PeerIdentity, ViewerKind};
 use sealdesk_auth::trust::Permissions;
 use sealdesk_auth::unattended::host::{handle_b1, ExpectB3, HostInfo};
 use sealdesk_auth::{HandshakeError, IdentityKey};
@@ -66,6 +66,18 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// What a browser viewer served by the signaling server is told when policy refuses it.
+const SERVER_SERVED_REFUSAL: &str = "this host does not let in browser viewers served by the \
+    signaling server, because the server wrote the code that runs them and could read the \
+    session; open the viewer your own sealdesk serves instead (sealdesk connect --web)";
+
+fn refusal_note(kind: ViewerKind) -> String {
+    format!(
+        "refused a {} (--deny-server-served-viewers)",
+        kind.describe()
+    )
+}
+
 /// How long a paired viewer has to send B3.
 const B3_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the host user has to answer.
@@ -86,6 +98,9 @@ pub struct HostConfig {
     pub attended_permissions: Permissions,
     /// Let paired viewers with the `unattended` permission in without asking.
     pub auto_accept_paired: bool,
+    /// Refuse browser viewers served by the signaling server (they say so inside the
+    /// authenticated handshake; DESIGN.md §8), telling them why.
+    pub deny_server_served: bool,
     /// The address the host's UDP sockets bind to (its WebRTC host candidate).
     pub local_ip: IpAddr,
     /// Whether sessions use the signaling server's relay.
@@ -506,6 +521,11 @@ impl Agent {
             .await;
     }
 
+    /// Whether policy refuses this kind of viewer before its user is asked.
+    fn refuses(&self, kind: &ViewerKind) -> bool {
+        self.config.deny_server_served && *kind == ViewerKind::ServerServedBrowser
+    }
+
     async fn fail(&mut self, from: RoutingNumber, error: String) {
         self.phase = Phase::Idle;
         self.emit(HostEvent::Failed { from, error }).await;
@@ -815,6 +835,11 @@ impl Agent {
             return;
         };
         match code.handle_a3(Instant::now(), state, bytes) {
+            Ok(pending) if self.refuses(&pending.peer().kind) => {
+                let peer_kind = pending.peer().kind;
+                self.send(peer, pending.refuse(SERVER_SERVED_REFUSAL)).await;
+                self.fail(peer.from, refusal_note(peer_kind)).await;
+            }
             Ok(pending) => {
                 let request = self.ask(
                     pending.peer().clone(),
@@ -891,6 +916,12 @@ impl Agent {
             }
         };
         match state.handle_b3(bytes, &registry) {
+            Ok((est, mut sealed, _)) if self.refuses(&est.peer.kind) => {
+                if let Ok(bye) = sealed.seal(SealedKind::Bye, SERVER_SERVED_REFUSAL.as_bytes()) {
+                    self.send(peer, bye).await;
+                }
+                self.fail(peer.from, refusal_note(est.peer.kind)).await;
+            }
             Ok((est, sealed, accept)) => {
                 if self.config.auto_accept_paired {
                     self.accepted(peer, est, sealed, media, accept).await;

@@ -50,6 +50,11 @@ impl<'a> Reader<'a> {
         Self { buf }
     }
 
+    /// How many bytes are left (for an optional trailing field).
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next `n` bytes.
     pub fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {

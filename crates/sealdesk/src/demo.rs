@@ -109,6 +109,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         attended_permissions: crate::host_cmd::ATTENDED_DEFAULT,
         auto_accept_paired: false,
+        deny_server_served: false,
         local_ip,
         relay: crate::host_cmd::relay_use(args.relay_only, false),
         recording: None,

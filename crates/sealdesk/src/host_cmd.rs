@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use sealdesk_auth::session::AccessKind;
+use sealdesk_auth::session::{AccessKind, ViewerKind};
 use sealdesk_auth::trust::Permissions;
 use sealdesk_client::store;
 use sealdesk_client::trust_store::TrustFiles;
@@ -54,6 +54,11 @@ pub(crate) struct HostArgs {
     /// Let paired viewers that have the `unattended` permission in without asking.
     #[arg(long)]
     pub(crate) auto_accept_paired: bool,
+    /// Refuse browser viewers whose page the signaling server served (`sealdesk server
+    /// --web-viewer`): code from the server runs them, so the server could read the session.
+    /// The page your own sealdesk serves (`sealdesk connect --web`) is still let in.
+    #[arg(long)]
+    pub(crate) deny_server_served_viewers: bool,
     /// The local address for the direct connection [default: the one that reaches the server].
     #[arg(long, value_name = "IP")]
     pub(crate) local_ip: Option<IpAddr>,
@@ -183,6 +188,7 @@ pub(crate) async fn run(args: HostArgs, data_dir: Option<&Path>) -> anyhow::Resu
         },
         attended_permissions,
         auto_accept_paired: args.auto_accept_paired,
+        deny_server_served: args.deny_server_served_viewers,
         local_ip,
         relay: relay_use(args.relay_only, args.no_relay),
         recording,
@@ -385,6 +391,18 @@ fn kind_words(kind: AccessKind) -> &'static str {
     }
 }
 
+/// What a viewer says it is, for the host's user (its own word, carried inside the
+/// authenticated handshake).
+fn viewer_words(kind: ViewerKind) -> &'static str {
+    match kind {
+        ViewerKind::ServerServedBrowser => {
+            "browser (served by the server) — the signaling server wrote the code that runs \
+             it, so the server could read this session; `--deny-server-served-viewers` refuses these"
+        }
+        other => other.describe(),
+    }
+}
+
 fn prompt(req: &ConsentRequest) {
     println!(
         "{:?} wants to {} ({}).",
@@ -397,6 +415,7 @@ fn prompt(req: &ConsentRequest) {
         kind_words(req.kind)
     );
     println!("  device fingerprint: {}", req.peer.fingerprint());
+    println!("  viewer: {}", viewer_words(req.peer.kind));
     println!("  it would be allowed: {}", req.permissions);
     match req.kind {
         AccessKind::Attended => {

@@ -21,7 +21,7 @@ use crate::messages::{decode_a1, decode_a3, IdentityPayload, A2, SPAKE2_MSG_LEN}
 use crate::negotiate::{choose, Choice, Offer};
 use crate::sdp::DtlsFingerprint;
 use crate::sealed::{SealedKind, SealedSignaling};
-use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
+use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys, ViewerKind};
 use crate::trust::{check_label, Permissions};
 
 /// A code on the host's screen and the runs made against it.
@@ -181,6 +181,7 @@ impl AttendedHost {
             permissions: 0,
             sig,
             mac: [0; 32],
+            kind: ViewerKind::Native,
         }
         .seal(suite, &ks.k_h2v, &th1);
         let conf_h = conf_h(&ks.kc_h, &th1, &id_h);
@@ -255,6 +256,7 @@ impl AttendedHost {
                 peer: PeerIdentity {
                     key: viewer.key,
                     label: viewer.label,
+                    kind: viewer.kind,
                 },
                 fp_local: s.fp_h,
                 fp_peer: s.fp_v,
@@ -311,6 +313,19 @@ impl PendingConsent {
         let mut sealed = est.sealed();
         let accept = sealed.seal(SealedKind::Accept, &permissions.bits().to_be_bytes());
         (est, sealed, accept.unwrap_or_default())
+    }
+
+    /// The host refuses by policy and says why (sealed, so the viewer knows the words are
+    /// the host's; at most [`crate::sealed::MAX_SEALED_BODY`] bytes are kept).
+    pub fn refuse(self, reason: &str) -> Vec<u8> {
+        let mut sealed = self.est.sealed();
+        let mut end = reason.len().min(crate::sealed::MAX_SEALED_BODY);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        sealed
+            .seal(SealedKind::Bye, &reason.as_bytes()[..end])
+            .unwrap_or_default()
     }
 
     /// The host user refused. Returns the sealed message that tells the viewer so.

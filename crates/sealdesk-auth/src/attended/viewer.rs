@@ -1,7 +1,6 @@
 //! The viewer's side of attended access: [`start`] → [`ExpectA2`] → [`Established`].
 
 use std::fmt;
-use std::time::Instant;
 
 use rand_core::CryptoRngCore;
 use spake2::{Identity, Password};
@@ -10,14 +9,16 @@ use zeroize::Zeroizing;
 use super::{
     conf_h_parts, conf_v_parts, host_sig_msg, schedule, th1, th_final, viewer_sig_msg, Spake,
 };
-use crate::code::{OneTimeCode, ViewerAttempts};
+use crate::code::{Moment, OneTimeCode, ViewerAttempts};
 use crate::crypto::{h, hmac, hmac_verify};
 use crate::error::{spake_error, HandshakeError};
 use crate::identity::IdentityKey;
 use crate::messages::{decode_a2, IdentityPayload, A1, A3, SPAKE2_MSG_LEN};
 use crate::negotiate::{is_best_choice, Offer};
 use crate::sdp::DtlsFingerprint;
-use crate::session::{AccessKind, Established, ExpectAccept, PeerIdentity, Role, SessionKeys};
+use crate::session::{
+    AccessKind, Established, ExpectAccept, PeerIdentity, Role, SessionKeys, ViewerKind,
+};
 use crate::trust::{check_label, Permissions};
 
 /// Waiting for the host's A2.
@@ -38,12 +39,12 @@ impl fmt::Debug for ExpectA2 {
 ///
 /// Refused with [`HandshakeError::ViewerLockedOut`] after 3 failed runs against this host
 /// number in the last 10 minutes.
-pub fn start(
+pub fn start<T: Moment>(
     code: &OneTimeCode,
     offer: &Offer,
     fp_v: DtlsFingerprint,
-    attempts: &mut ViewerAttempts,
-    now: Instant,
+    attempts: &mut ViewerAttempts<T>,
+    now: T,
     rng: &mut impl CryptoRngCore,
 ) -> Result<(ExpectA2, Vec<u8>), HandshakeError> {
     if !attempts.allowed(code.routing, now) {
@@ -84,13 +85,27 @@ impl ExpectA2 {
     /// Handles A2: checks the host's choice, key confirmation and identity, then returns A3
     /// to send and the state that waits for the host user's answer. A failed confirmation
     /// counts against the host number.
-    pub fn handle_a2(
+    pub fn handle_a2<T: Moment>(
         self,
         bytes: &[u8],
         identity: &IdentityKey,
         label: &str,
-        attempts: &mut ViewerAttempts,
-        now: Instant,
+        attempts: &mut ViewerAttempts<T>,
+        now: T,
+    ) -> Result<(ExpectAccept, Vec<u8>), HandshakeError> {
+        self.handle_a2_as(bytes, identity, label, ViewerKind::Native, attempts, now)
+    }
+
+    /// [`ExpectA2::handle_a2`] for a viewer that is not the native program: `kind` goes
+    /// into its encrypted identity, so the host can say what kind of viewer asks.
+    pub fn handle_a2_as<T: Moment>(
+        self,
+        bytes: &[u8],
+        identity: &IdentityKey,
+        label: &str,
+        kind: ViewerKind,
+        attempts: &mut ViewerAttempts<T>,
+        now: T,
     ) -> Result<(ExpectAccept, Vec<u8>), HandshakeError> {
         check_label(label).map_err(|_| HandshakeError::UnexpectedMessage("own label invalid"))?;
         let a2 = decode_a2(bytes)?;
@@ -121,6 +136,7 @@ impl ExpectA2 {
             permissions: 0,
             sig,
             mac: [0; 32],
+            kind,
         }
         .seal(suite, &ks.k_v2h, &th1);
         let conf_v = hmac(&ks.kc_v, &conf_v_parts(&th1, &a2.conf_h, &h(&id_v)));
@@ -133,6 +149,7 @@ impl ExpectA2 {
             peer: PeerIdentity {
                 key: host.key,
                 label: host.label,
+                kind: host.kind,
             },
             fp_local: self.a1.fp_v,
             fp_peer: a2.fp_h,

@@ -14,7 +14,7 @@ use crate::messages::{decode_b1, decode_b3, IdentityPayload, B2};
 use crate::negotiate::{choose, Choice, Offer};
 use crate::sdp::DtlsFingerprint;
 use crate::sealed::{SealedKind, SealedSignaling};
-use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys};
+use crate::session::{AccessKind, Established, PeerIdentity, Role, SessionKeys, ViewerKind};
 use crate::trust::{PairingRegistry, Permissions};
 
 /// The host refused B3. When the viewer was authenticated but is not allowed in, `notice`
@@ -103,6 +103,7 @@ pub fn handle_b1(
         permissions: 0,
         sig: host.identity.sign(&[HOST_SIG, &th_b].concat()),
         mac: hmac(&ks.km_h, &[HOST_MAC, me.as_bytes()]),
+        kind: ViewerKind::Native,
     }
     .seal(suite, &ks.k_h2v, &th_b);
     let th_b2 = th_b2(&th_b, &enc_h);
@@ -160,6 +161,7 @@ impl ExpectB3 {
             peer: PeerIdentity {
                 key: viewer.key,
                 label: entry.map_or(viewer.label, |e| e.label.clone()),
+                kind: viewer.kind,
             },
             fp_local: self.fp_h,
             fp_peer: self.fp_v,

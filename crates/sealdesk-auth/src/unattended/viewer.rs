@@ -12,7 +12,9 @@ use crate::identity::{DeviceFingerprint, IdentityKey};
 use crate::messages::{decode_b2, IdentityPayload, B1, B3};
 use crate::negotiate::{is_best_choice, Offer};
 use crate::sdp::DtlsFingerprint;
-use crate::session::{AccessKind, Established, ExpectAccept, PeerIdentity, Role, SessionKeys};
+use crate::session::{
+    AccessKind, Established, ExpectAccept, PeerIdentity, Role, SessionKeys, ViewerKind,
+};
 use crate::trust::{check_label, Permissions, PinnedHost};
 
 /// Waiting for the host's B2.
@@ -68,6 +70,19 @@ impl ExpectB2 {
         label: &str,
         requested: Permissions,
     ) -> Result<(ExpectAccept, Vec<u8>), HandshakeError> {
+        self.handle_b2_as(bytes, identity, label, ViewerKind::Native, requested)
+    }
+
+    /// [`ExpectB2::handle_b2`] for a viewer that is not the native program: `kind` goes
+    /// into its encrypted identity, so the host can say what kind of viewer asks.
+    pub fn handle_b2_as(
+        self,
+        bytes: &[u8],
+        identity: &IdentityKey,
+        label: &str,
+        kind: ViewerKind,
+        requested: Permissions,
+    ) -> Result<(ExpectAccept, Vec<u8>), HandshakeError> {
         check_label(label).map_err(|_| HandshakeError::UnexpectedMessage("own label invalid"))?;
         let b2 = decode_b2(bytes)?;
         if !is_best_choice(&self.b1.offer, &b2.choice) {
@@ -103,6 +118,7 @@ impl ExpectB2 {
             permissions: requested.bits(),
             sig: identity.sign(&[VIEWER_SIG, &th_b2].concat()),
             mac: hmac(&ks.km_v, &[VIEWER_MAC, me.as_bytes()]),
+            kind,
         }
         .seal(suite, &ks.k_v2h, &th_b2);
         let th_final = th_final(&th_b2, &enc_v);
@@ -114,6 +130,7 @@ impl ExpectB2 {
             peer: PeerIdentity {
                 key: host.key,
                 label: host.label,
+                kind: host.kind,
             },
             fp_local: self.b1.fp_v,
             fp_peer: b2.fp_h,

@@ -178,6 +178,7 @@ impl Rig {
             },
             attended_permissions: crate::host_cmd::ATTENDED_DEFAULT,
             auto_accept_paired: false,
+            deny_server_served: false,
             local_ip: self.local_ip,
             relay,
             recording: spec.recording,
