@@ -295,6 +295,16 @@ impl Encoder {
                     ffi::vp9e_tune_content::VP9E_CONTENT_SCREEN as c_int,
                 )?;
                 encoder.control(C::VP9E_SET_NOISE_SENSITIVITY, 0)?;
+                // Say what the converter makes (BT.601, limited range): a decoder told
+                // nothing may assume another matrix (Chromium did, shifting every colour).
+                encoder.control(
+                    C::VP9E_SET_COLOR_SPACE,
+                    ffi::vpx_color_space::VPX_CS_BT_601 as c_int,
+                )?;
+                encoder.control(
+                    C::VP9E_SET_COLOR_RANGE,
+                    ffi::vpx_color_range::VPX_CR_STUDIO_RANGE as c_int,
+                )?;
             }
             Codec::Vp8 => {
                 encoder.control(C::VP8E_SET_SCREEN_CONTENT_MODE, 1)?;
