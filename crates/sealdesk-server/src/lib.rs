@@ -224,6 +224,7 @@ pub struct Server {
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     relay: Option<relay::Relay>,
     relay_stats: Option<Arc<relay::RelayStats>>,
+    extra: Option<Router>,
 }
 
 impl std::fmt::Debug for Server {
@@ -339,7 +340,15 @@ impl Server {
             tls,
             relay: embedded,
             relay_stats,
+            extra: None,
         })
+    }
+
+    /// Serves these routes too (the binary adds the browser viewer's page this way). They
+    /// must not use the server's own paths (`/ws`, `/healthz`, `/metrics`, `/blobs`).
+    pub fn with_routes(mut self, routes: Router) -> Self {
+        self.extra = Some(routes);
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -394,9 +403,11 @@ impl Server {
         if state.config.metrics {
             app = app.route("/metrics", get(metrics_handler));
         }
-        let app = app
-            .with_state(state.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let mut app = app.with_state(state.clone());
+        if let Some(extra) = self.extra {
+            app = app.merge(extra);
+        }
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
         let mut stop = state.shutdown.subscribe();
         let waiter = {

@@ -95,10 +95,26 @@ pub(crate) struct ConnectArgs {
     /// blob store for the owner (`sealdesk recordings pull` fetches them back).
     #[arg(long, requires = "record")]
     upload: bool,
+    /// Serve the browser viewer on this machine instead, and print its address: the page
+    /// runs the same end-to-end checks as this program (the code is typed into it).
+    #[arg(long, conflicts_with_all = ["headless", "record", "target"])]
+    web: bool,
+    /// With --web: where to serve the page (a loopback address) [default: 127.0.0.1:8444].
+    #[arg(long, value_name = "ADDR:PORT", requires = "web")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs `sealdesk connect`.
 pub(crate) async fn run(mut args: ConnectArgs, data_dir: Option<&Path>) -> anyhow::Result<()> {
+    if args.web {
+        let listen = match args.listen {
+            Some(l) => l,
+            None => crate::web::DEFAULT_LISTEN
+                .parse()
+                .context("the default --listen address")?,
+        };
+        return crate::web::serve_local(listen, &args.server.server).await;
+    }
     let dir = store::resolve_data_dir(data_dir)?;
     let (identity, _) = store::load_or_create_identity(&dir)?;
     let files = TrustFiles::new(&dir);

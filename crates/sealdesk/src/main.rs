@@ -29,6 +29,7 @@ mod server_cmd;
 mod stamp;
 mod text;
 mod view;
+mod web;
 mod xwin;
 
 /// sealdesk — an end-to-end encrypted remote desktop whose claims can be checked.
@@ -81,15 +82,15 @@ enum Command {
 fn parse_cli() -> Cli {
     use clap::{CommandFactory as _, FromArgMatches as _};
     let insecure = insecure_features();
-    let version = if insecure.is_empty() {
-        env!("CARGO_PKG_VERSION").to_owned()
-    } else {
-        format!(
-            "{} (INSECURE TEST BUILD: {})",
-            env!("CARGO_PKG_VERSION"),
-            insecure.join(", ")
-        )
-    };
+    let mut version = env!("CARGO_PKG_VERSION").to_owned();
+    if !insecure.is_empty() {
+        version.push_str(&format!(" (INSECURE TEST BUILD: {})", insecure.join(", ")));
+    }
+    // Users compare this with what another build (or the published one) serves.
+    version.push_str(&format!(
+        "\nbrowser viewer bundle sha256:{}",
+        web::bundle_hash()
+    ));
     let matches = Cli::command().version(&*version.leak()).get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

@@ -48,6 +48,12 @@ pub(crate) struct ServerArgs {
     /// Where the embedded TURN relay listens (UDP) [default: the listen IP, port 3478].
     #[arg(long, env = "SEALDESK_RELAY_LISTEN", value_name = "ADDR:PORT")]
     relay_listen: Option<SocketAddr>,
+
+    /// Also serve the browser viewer at `/`. Convenient, but the page is then code from this
+    /// server, which could betray its users: hosts are told ("browser (served by the
+    /// server)") and may refuse such viewers (`sealdesk host --deny-server-served-viewers`).
+    #[arg(long, env = "SEALDESK_WEB_VIEWER")]
+    web_viewer: bool,
 }
 
 impl ServerArgs {
@@ -91,13 +97,21 @@ impl ServerArgs {
 }
 
 pub(crate) async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let web_viewer = args.web_viewer;
     let config = args.into_config(data_dir)?;
     let fds = crate::raise_fd_limit();
     let listen = config.listen;
     let data = config.data_dir.clone().unwrap_or_default();
-    let server = Server::bind(config)
+    let mut server = Server::bind(config)
         .await
         .context("sealdesk server cannot start")?;
+    if web_viewer {
+        let page = crate::web::Page {
+            server: None,
+            served_by_server: true,
+        };
+        server = server.with_routes(crate::web::routes(&page)?);
+    }
     if server.is_tls() {
         println!("sealdesk server: TLS enabled (wss://)");
     } else if listen.ip().is_loopback() {
@@ -120,6 +134,15 @@ pub(crate) async fn run(args: ServerArgs, data_dir: Option<PathBuf>) -> anyhow::
             }
         }
         None => println!("sealdesk server: no embedded TURN relay"),
+    }
+    if web_viewer {
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        println!(
+            "sealdesk server: browser viewer at {scheme}://{}/ (served by this server: hosts \
+             are told; bundle sha256:{})",
+            server.local_addr(),
+            crate::web::bundle_hash()
+        );
     }
     // Machine-readable: tests and the bench read this line.
     println!("listening on {}", server.url());

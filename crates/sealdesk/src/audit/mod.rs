@@ -1125,7 +1125,11 @@ fn q5() -> Section {
                 .map_or_else(|| "unknown".into(), |p| p.display().to_string()),
             exe_hash.as_deref().unwrap_or("unreadable")
         ),
-        "browser-viewer bundle: none — this build has no browser viewer".into(),
+        format!(
+            "browser-viewer bundle: sha256:{} (web/: the page's sources and the WebAssembly \
+             scripts/build-web makes from crates/sealdesk-web; CI rebuilds it and compares)",
+            crate::web::bundle_hash()
+        ),
         format!(
             "insecure test-only features compiled in: {}",
             if insecure.is_empty() {
@@ -1165,7 +1169,7 @@ fn q5() -> Section {
             "target": env!("SEALDESK_BUILD_TARGET"),
             "rustc": env!("SEALDESK_BUILD_RUSTC"),
             "executable_sha256": exe_hash,
-            "browser_bundle_sha256": Value::Null,
+            "browser_bundle_sha256": crate::web::bundle_hash(),
             "insecure_features": insecure,
         }),
     }

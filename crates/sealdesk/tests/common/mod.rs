@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) mod desk;
+pub(crate) mod evil;
 pub(crate) mod keys;
 
 pub(crate) const EXE: &str = env!("CARGO_BIN_EXE_sealdesk");
