@@ -30,7 +30,7 @@ struct Asset {
 
 /// The page's files, as built: `web/` holds the sources and the WebAssembly that
 /// `scripts/build-web` made from `crates/sealdesk-web` (CI checks it is exactly that build).
-const ASSETS: &[Asset] = &[
+static ASSETS: &[Asset] = &[
     Asset {
         name: "index.html",
         content_type: "text/html; charset=utf-8",
