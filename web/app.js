@@ -425,10 +425,8 @@ class Viewer {
   failed(o) {
     this.closePc();
     this.setState('error');
-    const left = o.attempts_left;
-    let text = o.text;
-    if (left != null && o.kind === 'wrong_code') text += ` — ${left} attempt${left === 1 ? '' : 's'} left with this code.`;
-    $('error').textContent = text;
+    // The core's words already say how many attempts are left (o.attempts_left).
+    $('error').textContent = o.text;
     $('error').hidden = false;
     document.body.dataset.error = o.kind;
     this.status('');

@@ -17,7 +17,9 @@ let context = null;
 let page = null;
 const log = [];
 
-async function open(url) {
+/** A new page at `url`: in a fresh browser profile, or with `keep` in the same one (its
+ * IndexedDB: identity, certificate, paired hosts). */
+async function open(url, keep) {
   browser ??= await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -27,9 +29,13 @@ async function open(url) {
       '--disable-features=WebRtcHideLocalIpsWithMdns',
     ],
   });
-  context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
   const origin = new URL(url).origin;
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  if (!keep || !context) {
+    await context?.close();
+    context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  }
+  await page?.close().catch(() => {});
   page = await context.newPage();
   page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => log.push(`pageerror: ${e}`));
@@ -110,7 +116,7 @@ async function waitFor(want, ms) {
 }
 
 const commands = {
-  open: (c) => open(c.url),
+  open: (c) => open(c.url, c.keep ?? false),
   connect: async (c) => {
     await p().evaluate(() => performance.mark('test-connect'));
     if (c.relay_only) await p().check('#relay-only');
@@ -137,10 +143,17 @@ const commands = {
       const v = /** @type {HTMLVideoElement} */ (document.getElementById('screen'));
       return v.srcObject != null && v.getVideoPlaybackQuality().totalVideoFrames > 0;
     }, null, { timeout: c.ms ?? 20000 });
+    await p().waitForFunction(() => performance.getEntriesByName('sealdesk-first-frame').length > 0,
+      null, { timeout: 5000 }).catch(() => {});
     return p().evaluate(() => {
-      const start = performance.getEntriesByName('test-connect').pop()?.startTime ?? 0;
-      const ff = performance.getEntriesByName('sealdesk-first-frame').pop()?.startTime ?? performance.now();
-      return { ms: ff - start };
+      const at = (/** @type {string} */ n) => performance.getEntriesByName(n).pop()?.startTime;
+      const ff = at('sealdesk-first-frame') ?? performance.now();
+      return {
+        ms: ff - (at('test-connect') ?? 0),
+        // From the page's own Connect handling (what `sealdesk connect` measures from).
+        from_dial_ms: ff - (at('sealdesk-dial') ?? 0),
+        accepted_ms: (at('sealdesk:create_offer') ?? 0) - (at('sealdesk-dial') ?? 0),
+      };
     });
   },
   // The page's timeline: ms since the connect click of each step the core reported.
@@ -151,6 +164,18 @@ const commands = {
         .filter((m) => m.startTime >= start)
         .map((m) => `${m.name} +${(m.startTime - start).toFixed(0)}`);
     }),
+  }),
+  // Frames the video element has presented (what the user saw), the page's clock, and the
+  // page's own stats line (fps · kbps · rtt · path, from getStats()).
+  presented: async () => p().evaluate(() => {
+    const v = /** @type {HTMLVideoElement} */ (document.getElementById('screen'));
+    const q = v.getVideoPlaybackQuality();
+    return {
+      frames: q.totalVideoFrames,
+      dropped: q.droppedVideoFrames,
+      at: performance.now(),
+      stats: document.getElementById('stats')?.textContent ?? '',
+    };
   }),
   screenshot: async (c) => { await p().screenshot({ path: c.path }); return {}; },
   click: async (c) => {
@@ -208,3 +233,5 @@ for await (const line of rl) {
   if (JSON.parse(line).cmd === 'quit') break;
 }
 await browser?.close();
+process.exit(0); // standard input may still be open: nothing else is needed
+

@@ -566,3 +566,61 @@ fn a_page_served_by_the_server_is_labelled_and_a_host_may_refuse_it() {
     assert!(!h.output().contains("Allow?"), "{}", h.output());
     b.screenshot("error-server-served-refused.png");
 }
+
+#[test]
+fn a_browser_pairs_with_a_host_and_then_connects_unattended() {
+    let server = server();
+    let xvfb = Xvfb::start(u32::from(W), u32::from(H)).unwrap();
+    let _desk = Desk::open(xvfb.display());
+    let (hd, wd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cmd = sealdesk(hd.path());
+    cmd.args([
+        "pair",
+        "host",
+        "--server",
+        &server.url,
+        "--label",
+        "test host",
+        "--permissions",
+        "view,input,clipboard,unattended",
+        "--yes",
+    ]);
+    let mut pairing = Proc::spawn(cmd);
+    let code = pairing.wait_line("code: ");
+    let (_web, url) = serve_page(&server.url, wd.path());
+    let mut b = Browser::start();
+    b.open(&url);
+    b.cmd(json!({"cmd": "pair", "code": code}));
+    let page = b.wait(&["idle", "error"]);
+    let status = page["status"].as_str().unwrap();
+    assert!(status.contains("Paired with \"test host\""), "{page}");
+    assert!(pairing.wait_exit(), "{}", pairing.output());
+    assert!(
+        pairing.output().contains("paired with"),
+        "{}",
+        pairing.output()
+    );
+
+    // The host runs with the same data directory: the browser is in its registry now, and
+    // gets in without a code (and, with --auto-accept-paired, without a prompt).
+    let mut h = host(
+        &server.url,
+        xvfb.display(),
+        hd.path(),
+        &["--auto-accept-paired"],
+    );
+    h.wait_line("code: ");
+    // A new page in the same browser lists the paired host (kept in IndexedDB).
+    b.cmd(json!({"cmd": "open", "url": url, "keep": true}));
+    b.cmd(json!({"cmd": "dial_paired"}));
+    let page = b.wait(&["live", "error"]);
+    assert_eq!(page["state"], json!("live"), "{page}\n{}", h.output());
+    h.wait_line("● session active");
+    assert!(!h.output().contains("Allow?"), "{}", h.output());
+    let (_, _, want) = screen_rgb(xvfb.display());
+    let (quality, _) = b.settled_frame(&want);
+    assert!(quality >= 30.0, "PSNR {quality:.1} dB");
+    b.screenshot("live-paired.png");
+    b.cmd(json!({"cmd": "end"}));
+    h.wait_line("session ended: ");
+}
