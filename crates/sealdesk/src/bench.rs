@@ -27,6 +27,9 @@ pub(crate) enum BenchCommand {
     Session(crate::bench_session::SessionArgs),
     /// TURN forwarding rate of the embedded relay and of coturn, side by side.
     Relay(crate::bench_relay::RelayArgs),
+    /// The browser viewer in headless Chromium: first-picture time, presented fps and
+    /// bitrate per scenario (needs a checkout with web/node_modules and Debian's chromium).
+    Browser(crate::bench_browser::BrowserArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +57,7 @@ pub(crate) async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Signaling(args) => signaling(args).await,
         BenchCommand::Session(args) => crate::bench_session::run(args).await,
         BenchCommand::Relay(args) => crate::bench_relay::run(args).await,
+        BenchCommand::Browser(args) => crate::bench_browser::run(args).await,
     }
 }
 

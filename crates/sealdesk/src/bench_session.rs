@@ -101,7 +101,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
@@ -124,14 +124,14 @@ fn tree_bytes(dir: &Path) -> u64 {
 }
 
 /// A child `sealdesk` process with its stdout lines on a channel.
-struct Child {
-    child: tokio::process::Child,
-    pid: u32,
-    lines: mpsc::UnboundedReceiver<String>,
+pub(crate) struct Child {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) pid: u32,
+    pub(crate) lines: mpsc::UnboundedReceiver<String>,
 }
 
 impl Child {
-    fn spawn(args: &[&str], data: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(args: &[&str], data: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the sealdesk executable")?;
         let mut child = tokio::process::Command::new(exe)
             .arg("--data-dir")
@@ -162,7 +162,7 @@ impl Child {
     }
 
     /// The rest of the next line starting with `prefix`, within `within`.
-    async fn wait(&mut self, prefix: &str, within: Duration) -> anyhow::Result<String> {
+    pub(crate) async fn wait(&mut self, prefix: &str, within: Duration) -> anyhow::Result<String> {
         let found = tokio::time::timeout(within, async {
             while let Some(line) = self.lines.recv().await {
                 if let Some(rest) = line.strip_prefix(prefix) {
@@ -178,7 +178,7 @@ impl Child {
         }
     }
 
-    async fn send(&mut self, line: &str) -> anyhow::Result<()> {
+    pub(crate) async fn send(&mut self, line: &str) -> anyhow::Result<()> {
         let stdin = self.child.stdin.as_mut().context("no stdin")?;
         stdin.write_all(format!("{line}\n").as_bytes()).await?;
         stdin.flush().await?;
@@ -218,7 +218,7 @@ struct PeerFigures {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scenario {
+pub(crate) enum Scenario {
     Idle,
     Typing,
     Scrolling,
@@ -226,7 +226,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Scenario::Idle => "idle",
             Scenario::Typing => "typing",
@@ -237,7 +237,7 @@ impl Scenario {
 }
 
 /// A page of text on the display, and what the scenarios do to it.
-struct Page {
+pub(crate) struct Page {
     conn: RustConnection,
     window: Window,
     gc: Gcontext,
@@ -256,13 +256,13 @@ struct Page {
 }
 
 /// Time for the first picture's refinements to finish before anything is measured.
-const SETTLE: Duration = Duration::from_secs(3);
+pub(crate) const SETTLE: Duration = Duration::from_secs(3);
 const LINE: u16 = 14;
 const CHAR: u16 = 6;
 const WORDS: &[u8] = b"the quick brown fox jumps over the lazy dog while the remote desktop stays end to end encrypted ";
 
 impl Page {
-    fn open(display: &str) -> anyhow::Result<Self> {
+    pub(crate) fn open(display: &str) -> anyhow::Result<Self> {
         let Canvas {
             conn,
             window,
@@ -345,7 +345,7 @@ impl Page {
     }
 
     /// One step of a scenario (called every 1/60 s).
-    fn step(&mut self, scenario: Scenario) -> anyhow::Result<()> {
+    pub(crate) fn step(&mut self, scenario: Scenario) -> anyhow::Result<()> {
         match scenario {
             Scenario::Idle => return Ok(()),
             Scenario::Video => {
@@ -428,7 +428,7 @@ fn parse_stats(line: &str) -> Option<(f64, f64)> {
     Some((fps, kbps))
 }
 
-fn parse_size(s: &str) -> Result<(u16, u16), String> {
+pub(crate) fn parse_size(s: &str) -> Result<(u16, u16), String> {
     let (w, h) = s
         .split_once('x')
         .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;

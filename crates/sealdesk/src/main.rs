@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod bench;
+mod bench_browser;
 mod bench_peer;
 mod bench_relay;
 mod bench_session;
