@@ -195,6 +195,7 @@ class Viewer {
     }
     switch (o.type) {
       case 'send': this.ws?.readyState === WebSocket.OPEN && this.ws.send(o.text); break;
+      case 'reconnect': this.warn(o.text); this.ws?.close(4000, 'protocol violation'); break;
       case 'identity': $('fingerprint').textContent = o.fingerprint; break;
       case 'registered':
         $('server-state').textContent = `connected to the server as ${o.routing}`;

@@ -244,6 +244,11 @@ pub enum Output {
         /// The frame.
         text: String,
     },
+    /// Close the WebSocket (the server broke the protocol) and open a new one.
+    Reconnect {
+        /// Why, for people.
+        text: String,
+    },
     /// This device (its identity fingerprint, for the user to compare).
     Identity {
         /// `sealdesk identity`'s form of the fingerprint.

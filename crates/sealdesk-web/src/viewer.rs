@@ -36,8 +36,11 @@ use sealdesk_proto::control::{caps, ControlMessage, EndReason, CONTROL_VERSION};
 use sealdesk_proto::{Body, ClientMessage, DeviceKey, ErrorCode, RoutingNumber, SessionId};
 use zeroize::Zeroizing;
 
-use crate::api::{Config, ErrorKind, IceServer, Input, MonitorInfo, Output, Pin, ServedBy};
+use crate::api::{Config, ErrorKind, IceServer, Input, Output, Pin, ServedBy};
 use crate::keys::Held;
+
+mod live;
+use live::Live;
 
 /// How long the host has to answer each handshake message, and the offer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,23 +129,6 @@ struct Sealed {
     deadline: Elapsed,
     /// Control messages from the host, held until the certificates are checked.
     early: Vec<Vec<u8>>,
-}
-
-/// A running session.
-struct Live {
-    attempt: Attempt,
-    sealed: SealedSignaling,
-    permissions: Permissions,
-    held: Held,
-    active_monitor: u8,
-    last_pointer: Option<(u16, u16)>,
-    last_heard: Elapsed,
-    next_ping: Elapsed,
-    ping_id: u32,
-    rtt: Option<Duration>,
-    path: Option<&'static str>,
-    fps: f64,
-    kbps: f64,
 }
 
 /// Which step between accept and live a sealed message arrived in.
@@ -348,9 +334,9 @@ impl WebViewer {
         };
         let identity = &self.identity;
         if let Err(e) = conn.handle_text(text, |b| identity.sign(b)) {
-            // The server misbehaved: this connection is over. The page reconnects.
+            // The server misbehaved: this connection is over; the page opens another.
             self.conn = None;
-            self.out.push_back(Output::Warning {
+            self.out.push_back(Output::Reconnect {
                 text: format!("the signaling server sent something invalid ({e}); reconnecting"),
             });
             if self.in_attempt() {
@@ -1049,212 +1035,6 @@ impl WebViewer {
 
     fn progress(&mut self, text: String) {
         self.out.push_back(Output::Progress { text });
-    }
-
-    // ---- the session --------------------------------------------------------------------
-
-    fn live(&mut self) -> Option<&mut Live> {
-        match &mut self.phase {
-            Phase::Live(l) => Some(l),
-            _ => None,
-        }
-    }
-
-    /// Sends a control message, once the certificates are checked (never before).
-    fn control(&mut self, msg: ControlMessage) {
-        if self.live().is_none() {
-            return;
-        }
-        match msg.encode() {
-            Ok(bytes) => self.out.push_back(Output::Control { data: b64(&bytes) }),
-            Err(e) => self.out.push_back(Output::Warning {
-                text: format!("not sent: {e}"),
-            }),
-        }
-    }
-
-    fn on_control_bytes(&mut self, data: &str) {
-        let Ok(bytes) = B64.decode(data) else {
-            return;
-        };
-        match &mut self.phase {
-            Phase::Live(_) => self.on_control(&bytes),
-            Phase::AwaitDtls(s) | Phase::AwaitAnswer(s) if s.early.len() < MAX_EARLY_CONTROL => {
-                s.early.push(bytes);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_control(&mut self, bytes: &[u8]) {
-        let now = self.now;
-        let Some(live) = self.live() else {
-            return;
-        };
-        live.last_heard = now;
-        let Ok(msg) = ControlMessage::decode(bytes) else {
-            return; // malformed or from a later version: dropped, never a panic
-        };
-        match msg {
-            ControlMessage::Ping { id, sent_micros } => {
-                self.control(ControlMessage::Pong { id, sent_micros });
-            }
-            ControlMessage::Pong { sent_micros, .. } => {
-                let sent = Duration::from_micros(sent_micros);
-                let rtt = now.0.saturating_sub(sent);
-                if rtt < Duration::from_secs(60) {
-                    live.rtt = Some(rtt);
-                }
-            }
-            ControlMessage::MonitorLayout { monitors, active } => {
-                live.active_monitor = active;
-                live.last_pointer = None;
-                self.out.push_back(Output::Monitors {
-                    monitors: monitors
-                        .iter()
-                        .map(|m| MonitorInfo {
-                            x: m.x,
-                            y: m.y,
-                            width: m.width,
-                            height: m.height,
-                            primary: m.primary,
-                        })
-                        .collect(),
-                    active,
-                });
-            }
-            ControlMessage::Permissions { bits } => {
-                let p = Permissions::from_bits_truncate(bits);
-                live.permissions = p;
-                self.out.push_back(Output::Permissions {
-                    permissions: p.bits(),
-                    allowed: p.to_string(),
-                });
-            }
-            ControlMessage::InputRefused { count } => {
-                self.out.push_back(Output::InputRefused { count })
-            }
-            ControlMessage::Clipboard { text } => self.out.push_back(Output::Clipboard { text }),
-            ControlMessage::Cursor { x, y } => self.out.push_back(Output::Cursor { x, y }),
-            ControlMessage::CursorShape {
-                width,
-                height,
-                hot_x,
-                hot_y,
-                rgba,
-            } => self.out.push_back(Output::CursorShape {
-                width,
-                height,
-                hot_x,
-                hot_y,
-                rgba: b64(&rgba),
-            }),
-            ControlMessage::Recording { active, owner } => self.out.push_back(Output::Recording {
-                active,
-                owner: sanitize(owner.as_bytes()),
-            }),
-            ControlMessage::End { text, .. } => {
-                let text = sanitize(text.as_bytes());
-                self.finish_live(if text.is_empty() {
-                    "the host ended the session".into()
-                } else {
-                    format!("the host ended the session: {text}")
-                });
-            }
-            _ => {}
-        }
-    }
-
-    /// The session is over: nothing more is sent; the page closes the connection.
-    fn finish_live(&mut self, text: String) {
-        self.phase = Phase::Idle;
-        self.out.push_back(Output::Ended { text });
-    }
-
-    fn on_pointer(&mut self, x: f64, y: f64) {
-        // Pixel (x, y) covers [x, x + 1): the pixel a point is in is its floor.
-        let clamp = |v: f64| v.floor().clamp(0.0, f64::from(u16::MAX)) as u16;
-        let (x, y) = (clamp(x), clamp(y));
-        let Some(live) = self.live() else {
-            return;
-        };
-        if live.last_pointer == Some((x, y)) {
-            return;
-        }
-        live.last_pointer = Some((x, y));
-        let monitor = live.active_monitor;
-        self.control(ControlMessage::PointerMove { monitor, x, y });
-    }
-
-    fn on_button(&mut self, dom: u8, down: bool) {
-        let button = match dom {
-            0 => 1,
-            1 => 2,
-            2 => 3,
-            3 => 8,
-            4 => 9,
-            _ => return,
-        };
-        let Some(live) = self.live() else {
-            return;
-        };
-        if live.held.button(button, down) {
-            self.control(ControlMessage::PointerButton { button, down });
-        }
-    }
-
-    fn on_wheel(&mut self, dx: f64, dy: f64) {
-        let units = |px: f64| {
-            (px / WHEEL_PIXELS_PER_NOTCH * 120.0)
-                .round()
-                .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
-        };
-        let (dx, dy) = (units(dx), units(dy));
-        if dx != 0 || dy != 0 {
-            self.control(ControlMessage::Wheel { dx, dy });
-        }
-    }
-
-    fn on_key(&mut self, code: &str, key: Option<&str>, down: bool) {
-        let Some(live) = self.live() else {
-            return;
-        };
-        // A key without a code is remembered by what it types.
-        let id = if code.is_empty() {
-            format!("key:{}", key.unwrap_or_default())
-        } else {
-            code.to_owned()
-        };
-        let sym = if down {
-            live.held.press(&id, key)
-        } else {
-            live.held.release(&id)
-        };
-        if let Some(keysym) = sym {
-            self.control(ControlMessage::Key { keysym, down });
-        }
-    }
-
-    /// Every held key and button goes up, one by one, then `ReleaseAll` for anything the
-    /// page never saw go up.
-    fn release_all(&mut self) {
-        let Some(live) = self.live() else {
-            return;
-        };
-        let (keys, buttons) = live.held.release_all();
-        for keysym in keys {
-            self.control(ControlMessage::Key {
-                keysym,
-                down: false,
-            });
-        }
-        for button in buttons {
-            self.control(ControlMessage::PointerButton {
-                button,
-                down: false,
-            });
-        }
-        self.control(ControlMessage::ReleaseAll);
     }
 
     fn end_by_user(&mut self) {

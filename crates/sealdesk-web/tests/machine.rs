@@ -552,6 +552,34 @@ fn a_declined_request_and_a_typo_say_so() {
 }
 
 #[test]
+fn a_server_that_breaks_the_protocol_is_left_and_the_attempt_fails() {
+    let (mut w, code) = World::new(Server::Honest);
+    w.host_state = HostState::Done;
+    w.input(Input::Dial {
+        code,
+        relay_only: false,
+    });
+    w.take();
+    w.input(Input::Server {
+        text: r#"{"type":"challenge","versions":[1],"nonce":"AAAA"}"#.into(),
+    });
+    let out = w.take();
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Reconnect { .. })),
+        "{out:?}"
+    );
+    assert_eq!(error_of(&out).map(|e| e.0), Some(ErrorKind::Signaling));
+    // Nothing more from the dead connection is taken.
+    w.input(Input::Server {
+        text: ServerMessage::Registered {
+            routing_number: RoutingNumber::new(VIEWER_NUMBER).unwrap(),
+        }
+        .encode(),
+    });
+    assert!(w.take().is_empty());
+}
+
+#[test]
 fn the_host_not_answering_times_out() {
     let (mut w, code) = World::new(Server::Honest);
     w.host_state = HostState::Done; // the host ignores everything
