@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use crate::bench::proc_cpu_time;
-use crate::bench_session::{parse_size, quantile, Child, Page, Scenario, SETTLE};
+use crate::bench_session::{parse_size, progress, quantile, Child, Page, Scenario, SETTLE};
 
 /// Flags of `sealdesk bench browser`.
 #[derive(Debug, Clone, Args)]
@@ -82,7 +82,6 @@ impl Driver {
     }
 
     async fn cmd(&mut self, cmd: Value) -> anyhow::Result<Value> {
-        tracing::debug!(%cmd, "browser");
         self.stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
         self.stdin.flush().await?;
         let line = tokio::time::timeout(Duration::from_secs(120), self.lines.next_line())
@@ -133,6 +132,12 @@ pub(crate) async fn run(mut args: BrowserArgs) -> anyhow::Result<()> {
 }
 
 async fn run_size(args: &BrowserArgs, width: u16, height: u16) -> anyhow::Result<Value> {
+    let connects = args.connects.max(1);
+    let bar = progress(
+        connects as u64 + 4,
+        format!("bench browser {width}x{height}"),
+    )?;
+    bar.set_message("connecting");
     let dir = tempfile::tempdir()?;
     let xvfb = Xvfb::start(u32::from(width), u32::from(height))?;
     let mut page = Page::open(xvfb.display())?;
@@ -169,7 +174,7 @@ async fn run_size(args: &BrowserArgs, width: u16, height: u16) -> anyhow::Result
 
     let mut first_ms = Vec::new();
     let mut timeline = Value::Null;
-    for i in 0..args.connects.max(1) {
+    for i in 0..connects {
         let code = host.wait("code: ", Duration::from_secs(30)).await?;
         browser
             .cmd(json!({"cmd": "open", "url": page_url, "keep": i > 0}))
@@ -187,7 +192,8 @@ async fn run_size(args: &BrowserArgs, width: u16, height: u16) -> anyhow::Result
         let ff = browser.cmd(json!({"cmd": "first_frame"})).await?;
         first_ms.push(ff["from_dial_ms"].as_f64().context("first frame time")?);
         timeline = browser.cmd(json!({"cmd": "timeline"})).await?["steps"].clone();
-        if i + 1 < args.connects {
+        bar.inc(1);
+        if i + 1 < connects {
             browser.cmd(json!({"cmd": "end"})).await?;
             host.wait("session ended: ", Duration::from_secs(30))
                 .await?;
@@ -204,6 +210,7 @@ async fn run_size(args: &BrowserArgs, width: u16, height: u16) -> anyhow::Result
         Scenario::Scrolling,
         Scenario::Video,
     ] {
+        bar.set_message(scenario.name());
         let end = Instant::now() + Duration::from_secs(args.seconds.max(2));
         let warmup = Instant::now() + Duration::from_secs(1);
         let mut start = None;
@@ -230,6 +237,7 @@ async fn run_size(args: &BrowserArgs, width: u16, height: u16) -> anyhow::Result
         let frames = p1["frames"].as_f64().unwrap_or(0.0) - p0["frames"].as_f64().unwrap_or(0.0);
         let host_cpu =
             (proc_cpu_time(host.pid)? - c0).as_secs_f64() / t0.elapsed().as_secs_f64() * 100.0;
+        bar.inc(1);
         results.push(Figures {
             scenario,
             fps: if page_secs > 0.0 {
@@ -241,6 +249,7 @@ async fn run_size(args: &BrowserArgs, width: u16, height: u16) -> anyhow::Result
             host_cpu,
         });
     }
+    bar.finish_and_clear();
     let _ = browser.cmd(json!({"cmd": "end"})).await;
     let _ = browser.cmd(json!({"cmd": "quit"})).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), browser.child.wait()).await;

@@ -658,7 +658,30 @@ fn plot_cdf(path: &Path, curves: &[(String, bool, Vec<f64>)]) -> anyhow::Result<
 
 /// One screen size: its own display, server, host and viewer. Returns the latency curves
 /// (label, whether it is the floor, sorted ms) of its scenarios.
+/// A progress bar on standard error (hidden when it is not a terminal) for one size's `steps`.
+pub(crate) fn progress(steps: u64, what: String) -> anyhow::Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(steps);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:24}] {pos}/{len} {msg} {elapsed}")
+            .context("progress bar")?
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Ok(bar)
+}
+
 async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f64>)>> {
+    let peer_steps = if !args.no_peer && crate::bench_peer::X11vnc::available() {
+        4
+    } else {
+        0
+    };
+    let bar = progress(
+        1 + 4 + 3 + peer_steps,
+        format!("bench session {}x{}", args.width, args.height),
+    )?;
+    bar.set_message("connecting");
     let dir = tempfile::tempdir()?;
     let xvfb = Xvfb::start(u32::from(args.width), u32::from(args.height))?;
     let mut page = Page::open(xvfb.display())?;
@@ -753,6 +776,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
         bail!("the session went {path}, not {want}");
     }
     // Let the first keyframe's refinements finish, so "idle" is the idle screen.
+    bar.inc(1);
     tokio::time::sleep(SETTLE).await;
     let mut results = Vec::new();
     let seconds = if args.quick { 3 } else { args.seconds };
@@ -762,6 +786,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
         Scenario::Scrolling,
         Scenario::Video,
     ] {
+        bar.set_message(scenario.name());
         // Settle, then measure.
         let end = Instant::now() + Duration::from_secs(seconds);
         let warmup = Instant::now() + Duration::from_secs(1);
@@ -822,6 +847,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
         let n = samples.len().max(1) as f64;
         let fps = samples.iter().map(|s| s.0).sum::<f64>() / n;
         let kbps = samples.iter().map(|s| s.1).sum::<f64>() / n;
+        bar.inc(1);
         results.push((
             scenario,
             Figures {
@@ -858,7 +884,9 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
     // The floor, with the session gone: nothing else competes for the cores.
     for (s, f) in &mut results {
         if *s != Scenario::Idle {
+            bar.set_message(format!("floor, {}", s.name()));
             f.floor_ms = floor(&mut page, xvfb.display(), &args.codec, *s, seconds.min(5)).await?;
+            bar.inc(1);
         }
     }
     // The peer, on the same display with the same page.
@@ -868,7 +896,9 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
         // The first full update, before anything is measured.
         tokio::time::sleep(Duration::from_secs(2)).await;
         for (s, f) in &mut results {
+            bar.set_message(format!("x11vnc, {}", s.name()));
             f.peer = Some(peer(&mut page, &x11vnc, &client, *s, seconds).await?);
+            bar.inc(1);
         }
         let jpeg = client.jpeg_rects.load(std::sync::atomic::Ordering::Relaxed);
         client.stop()?;
@@ -925,6 +955,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
         ));
     }
 
+    bar.finish_and_clear();
     if args.json {
         let scenarios: Vec<serde_json::Value> = results
             .iter()
