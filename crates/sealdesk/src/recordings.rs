@@ -728,7 +728,7 @@ struct ExportStats {
     events: u64,
     lost: u64,
     codec_changed: bool,
-    /// The last record's time: the video lasts until then (an idle screen sends no frames).
+    /// The last record's time: the video lasts until then (an idle screen sends only a near-empty frame a second).
     end_us: u64,
 }
 
