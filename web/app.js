@@ -292,6 +292,10 @@ class Viewer {
       });
       this.pc = pc;
       const video = pc.addTransceiver('video', { direction: 'recvonly' });
+      // A remote desktop wants each picture as soon as it is decoded, not smoothed playback.
+      if ('jitterBufferTarget' in video.receiver) {
+        /** @type {any} */ (video.receiver).jitterBufferTarget = 0;
+      }
       if (onlyCodecs) {
         const caps = RTCRtpReceiver.getCapabilities('video')?.codecs ?? [];
         video.setCodecPreferences(caps.filter((c) =>

@@ -275,7 +275,8 @@ pub enum Output {
     },
     /// Make the `RTCPeerConnection` (with the persistent certificate), a receive-only video
     /// transceiver and the `control` data channel, wait for ICE gathering, and give the
-    /// offer back ([`Input::Offer`]).
+    /// offer back ([`Input::Offer`]). Asked for when the handshake starts, so the candidates
+    /// are gathered while it runs; the offer is sent only once the host has accepted.
     CreateOffer {
         /// The relay(s) the server issued a credential for.
         ice_servers: Vec<IceServer>,

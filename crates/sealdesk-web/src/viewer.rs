@@ -2,9 +2,9 @@
 //! I/O. The page feeds it [`Input`]s with the time, and does what its [`Output`]s say.
 //!
 //! ```text
-//! registering ─ServerOpen/Server→ idle ─Dial→ [relay credential] → A1 ─A2→ A3 → accept
-//!   → CreateOffer ─Offer→ sealed offer ─sealed answer→ Answer ─Dtls (both certificates
-//!   checked)→ Verified: control channel open both ways, input enabled
+//! registering ─ServerOpen/Server→ idle ─Dial→ [relay credential] → A1 + CreateOffer
+//!   ─A2→ A3 → accept → (the page's Offer, sealed) ─sealed answer→ Answer ─Dtls (both
+//!   certificates checked)→ Verified: control channel open both ways, input enabled
 //! ```
 //!
 //! Nothing reaches the host's screen or input, and no picture is shown, before
@@ -169,6 +169,9 @@ pub struct WebViewer {
     next_send_id: u64,
     relay: Option<Relay>,
     relay_asked: bool,
+    /// The page's offer, when it was ready before the host accepted (it is made while the
+    /// handshake runs, so candidates are gathered by then).
+    offer: Option<String>,
     answer_timeout: Duration,
     phase: Phase,
     now: Elapsed,
@@ -240,6 +243,7 @@ impl WebViewer {
             next_send_id: 1,
             relay: None,
             relay_asked: false,
+            offer: None,
             answer_timeout: config
                 .timeout_secs
                 .map_or(ANSWER_TIMEOUT, |s| Duration::from_secs(s.clamp(1, 600))),
@@ -589,6 +593,16 @@ impl WebViewer {
         }
         let offer = Offer::default();
         let deadline = self.now.after(self.answer_timeout);
+        self.offer = None;
+        if attempt.purpose == Purpose::Session {
+            // The page makes its RTCPeerConnection and gathers candidates while the handshake
+            // runs (as the native viewer does); the offer is sealed only once the host accepts.
+            let ice_servers = self.relay.iter().map(|r| r.servers.clone()).collect();
+            self.out.push_back(Output::CreateOffer {
+                ice_servers,
+                relay_only: attempt.relay_only,
+            });
+        }
         match start {
             Start::Code(code) => {
                 match attended::start(
@@ -824,11 +838,6 @@ impl WebViewer {
             }
             Purpose::Session => {
                 self.progress(format!("approved ({}); connecting…", est.permissions));
-                let ice_servers = self.relay.iter().map(|r| r.servers.clone()).collect();
-                self.out.push_back(Output::CreateOffer {
-                    ice_servers,
-                    relay_only: attempt.relay_only,
-                });
                 self.phase = Phase::AwaitOffer(Box::new(Sealed {
                     attempt,
                     est,
@@ -836,11 +845,23 @@ impl WebViewer {
                     deadline: self.now.after(PAGE_TIMEOUT),
                     early: Vec::new(),
                 }));
+                if let Some(sdp) = self.offer.take() {
+                    self.on_offer(&sdp);
+                }
             }
         }
     }
 
     fn on_offer(&mut self, sdp: &str) {
+        if let Phase::AwaitA2 { attempt, .. }
+        | Phase::AwaitB2 { attempt, .. }
+        | Phase::AwaitAccept { attempt, .. } = &self.phase
+        {
+            if attempt.purpose == Purpose::Session {
+                self.offer = Some(sdp.to_owned()); // sealed once the host accepts
+            }
+            return;
+        }
         let Phase::AwaitOffer(mut s) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };

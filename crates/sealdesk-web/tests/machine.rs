@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use rand::SeedableRng as _;
-use sealdesk_auth::attended::host::{AttendedHost, ExpectA3};
+use sealdesk_auth::attended::host::{AttendedHost, ExpectA3, PendingConsent};
 use sealdesk_auth::code::{Elapsed, OneTimeCode};
 use sealdesk_auth::messages::{self, Message, TAG_A1, TAG_A3};
 use sealdesk_auth::negotiate::Offer;
@@ -65,6 +65,8 @@ enum Server {
 enum HostState {
     AwaitA1,
     AwaitA3(ExpectA3),
+    /// The host's user has not answered yet.
+    Consent(PendingConsent),
     Sealed(SealedSignaling),
     Done,
 }
@@ -84,6 +86,8 @@ struct World {
     rng: rand::rngs::StdRng,
     /// What the host's user would answer.
     approve: bool,
+    /// The host's user takes their time: [`World::answer_consent`] answers.
+    hold_consent: bool,
     /// The viewer kind the host saw.
     seen_kind: Option<ViewerKind>,
 }
@@ -122,6 +126,7 @@ impl World {
             session: None,
             rng,
             approve: true,
+            hold_consent: false,
             seen_kind: None,
         };
         w.input(Input::ServerOpen);
@@ -229,6 +234,10 @@ impl World {
                 }
             }
             (HostState::AwaitA3(st), Some(TAG_A3)) => match self.host.handle_a3(t0(), st, bytes) {
+                Ok(pending) if self.hold_consent => {
+                    self.seen_kind = Some(pending.peer().kind);
+                    HostState::Consent(pending)
+                }
                 Ok(pending) => {
                     self.seen_kind = Some(pending.peer().kind);
                     if self.approve {
@@ -259,6 +268,18 @@ impl World {
             }
             (s, _) => s,
         };
+    }
+
+    /// The host's user says yes now.
+    fn answer_consent(&mut self) {
+        let HostState::Consent(pending) = std::mem::replace(&mut self.host_state, HostState::Done)
+        else {
+            panic!("no consent pending")
+        };
+        let (_, sealed, accept) = pending.approve(Permissions::DEFAULT_PAIRED);
+        self.host_state = HostState::Sealed(sealed);
+        self.envelope_to_viewer(accept);
+        self.pump();
     }
 
     fn take(&mut self) -> Vec<Output> {
@@ -319,6 +340,16 @@ fn a_code_leads_to_a_verified_session_and_input_only_after_it() {
     assert_eq!(ice_servers.len(), 1);
     assert_eq!(ice_servers[0].username, "1:abc");
     assert!(!relay_only);
+    // It is asked for as the handshake starts, before the host has said who it is.
+    let asked = out
+        .iter()
+        .position(|o| matches!(o, Output::CreateOffer { .. }))
+        .unwrap();
+    let proved = out
+        .iter()
+        .position(|o| matches!(o, Output::HostProved { .. }))
+        .unwrap();
+    assert!(asked < proved, "{out:?}");
 
     // Input before the certificates are checked goes nowhere.
     w.input(Input::Key {
@@ -454,6 +485,31 @@ fn a_code_leads_to_a_verified_session_and_input_only_after_it() {
 }
 
 #[test]
+fn an_offer_made_during_the_handshake_is_sent_only_once_the_host_accepts() {
+    let (mut w, code) = World::new(Server::Honest);
+    w.hold_consent = true;
+    w.input(Input::Dial {
+        code,
+        relay_only: false,
+    });
+    w.take();
+    // The page's offer is ready while the host's user still decides: nothing is sent.
+    let sent = w.to_host.len();
+    w.input(Input::Offer {
+        sdp: sdp(&FP_V, "actpass"),
+    });
+    assert_eq!(w.to_host.len(), sent);
+    // The user says yes: the sealed offer goes at once, and the answer comes back.
+    w.answer_consent();
+    let out = w.take();
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Answer { .. })),
+        "{out:?}"
+    );
+    assert_eq!(w.to_host.last().unwrap()[0], messages::TAG_SEALED);
+}
+
+#[test]
 fn other_dtls_certificates_after_connecting_end_the_attempt() {
     let (mut w, code) = World::new(Server::Honest);
     w.input(Input::Dial {
@@ -496,9 +552,14 @@ fn a_fingerprint_swapped_by_the_server_fails_key_confirmation() {
         assert_eq!(kind, ErrorKind::WrongCode, "{server:?}");
         assert!(text.contains("someone tampered"), "{text}");
         assert_eq!(left, Some(2));
-        assert!(!out
-            .iter()
-            .any(|o| matches!(o, Output::CreateOffer { .. } | Output::HostProved { .. })));
+        assert!(!out.iter().any(|o| matches!(o, Output::HostProved { .. })));
+        // The host got A1 and the viewer's abort, nothing sealed.
+        assert!(
+            w.to_host
+                .iter()
+                .all(|m| m.first() != Some(&messages::TAG_SEALED)),
+            "{server:?}"
+        );
     }
 }
 
