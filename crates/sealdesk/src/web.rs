@@ -244,7 +244,7 @@ pub(crate) async fn serve_local(listen: SocketAddr, server_url: &str) -> anyhow:
         server: Some(server_url.to_owned()),
         served_by_server: false,
     };
-    let app = routes(&page)?;
+    let app = routes(&page)?.layer(axum::middleware::from_fn(loopback_host_only));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -259,6 +259,40 @@ pub(crate) async fn serve_local(listen: SocketAddr, server_url: &str) -> anyhow:
         })
         .await
         .context("serving the browser viewer")
+}
+
+/// Whether a request's `Host` names this machine (`127.0.0.1`, `[::1]` or `localhost`, any
+/// port). The page on loopback answers nothing else, so a web site that points its own name
+/// at 127.0.0.1 (DNS rebinding) cannot have its pages served as if they were ours.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn loopback_host_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if is_loopback_host(host) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this sealdesk serves its browser viewer to this machine only: open it at 127.0.0.1\n",
+        )
+            .into_response()
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +339,28 @@ mod tests {
         let s = Served::new(&page).unwrap();
         assert!(s.index.contains(r#"content="server""#));
         assert!(s.csp.to_str().unwrap().contains("connect-src 'self';"));
+    }
+
+    #[test]
+    fn only_loopback_names_are_served_locally() {
+        for ok in [
+            "127.0.0.1:8444",
+            "localhost:8444",
+            "LOCALHOST",
+            "[::1]:8444",
+            "127.1.2.3",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8444",
+            "",
+            "10.0.0.1:8444",
+            "[::2]:1",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 
     #[test]
