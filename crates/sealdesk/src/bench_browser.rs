@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use sealdesk_media::xvfb::Xvfb;
-use sealdesk_server::{Server, ServerConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use crate::bench::proc_cpu_time;
-use crate::bench_session::{parse_size, progress, quantile, Child, Page, Scenario, SETTLE};
+use crate::bench_session::{
+    parse_size, progress, quantile, Child, EmbeddedServer, Page, Scenario, SETTLE,
+};
 
 /// Flags of `sealdesk bench browser`.
 #[derive(Debug, Clone, Args)]
@@ -141,17 +142,8 @@ async fn run_size(args: &BrowserArgs, width: u16, height: u16) -> anyhow::Result
     let dir = tempfile::tempdir()?;
     let xvfb = Xvfb::start(u32::from(width), u32::from(height))?;
     let mut page = Page::open(xvfb.display())?;
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: Some(dir.path().join("server")),
-        ..ServerConfig::default()
-    })
-    .await?;
-    let url = server.url();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let server = EmbeddedServer::start(&dir.path().join("server")).await?;
+    let url = server.url.clone();
     // The page, served by this process as `connect --web` would.
     let routes = crate::web::routes(&crate::web::Page {
         server: Some(url.clone()),
@@ -255,8 +247,7 @@ async fn run_size(args: &BrowserArgs, width: u16, height: u16) -> anyhow::Result
     let _ = tokio::time::timeout(Duration::from_secs(5), browser.child.wait()).await;
     let _ = host.send("q").await;
     let _ = tokio::time::timeout(Duration::from_secs(5), host.child.wait()).await;
-    let _ = stop_tx.send(());
-    let _ = server_task.await;
+    server.stop().await;
     web_task.abort();
 
     let out = json!({

@@ -658,6 +658,36 @@ fn plot_cdf(path: &Path, curves: &[(String, bool, Vec<f64>)]) -> anyhow::Result<
 
 /// One screen size: its own display, server, host and viewer. Returns the latency curves
 /// (label, whether it is the floor, sorted ms) of its scenarios.
+/// A signaling server in this process, on a free loopback port, until [`EmbeddedServer::stop`].
+pub(crate) struct EmbeddedServer {
+    /// Its WebSocket URL.
+    pub(crate) url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), sealdesk_server::ServerError>>,
+}
+
+impl EmbeddedServer {
+    pub(crate) async fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        let server = Server::bind(ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: Some(data_dir.to_owned()),
+            ..ServerConfig::default()
+        })
+        .await?;
+        let url = server.url();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { url, stop, task })
+    }
+
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 /// A progress bar on standard error (hidden when it is not a terminal) for one size's `steps`.
 pub(crate) fn progress(steps: u64, what: String) -> anyhow::Result<indicatif::ProgressBar> {
     let bar = indicatif::ProgressBar::new(steps);
@@ -685,17 +715,8 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
     let dir = tempfile::tempdir()?;
     let xvfb = Xvfb::start(u32::from(args.width), u32::from(args.height))?;
     let mut page = Page::open(xvfb.display())?;
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: Some(dir.path().join("server")),
-        ..ServerConfig::default()
-    })
-    .await?;
-    let url = server.url();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let server = EmbeddedServer::start(&dir.path().join("server")).await?;
+    let url = server.url.clone();
 
     // By default both also gather a relayed candidate (as every session does) and ICE picks
     // the direct path; --relay-only leaves only the relayed one.
@@ -879,8 +900,7 @@ async fn run_size(args: SessionArgs) -> anyhow::Result<Vec<(String, bool, Vec<f6
     let _ = tokio::time::timeout(Duration::from_secs(5), viewer.child.wait()).await;
     let _ = host.send("q").await;
     let _ = tokio::time::timeout(Duration::from_secs(5), host.child.wait()).await;
-    let _ = stop_tx.send(());
-    let _ = server_task.await;
+    server.stop().await;
     // The floor, with the session gone: nothing else competes for the cores.
     for (s, f) in &mut results {
         if *s != Scenario::Idle {
