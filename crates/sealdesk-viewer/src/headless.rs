@@ -5,7 +5,9 @@
 //! one at most every `interval` (PNG encoding a 1080p picture costs tens of milliseconds, and
 //! a session decodes up to 60 a second), so writing never slows decoding. Files are
 //! `frame-NNNNNN.png` (the decoded picture's number), written to a temporary name and renamed,
-//! so a reader never sees half a file, with mode 0600: they are screen content.
+//! so a reader never sees half a file, with mode 0600: they are screen content. A picture
+//! identical to the last one written is not written again (a still screen still gets a frame
+//! a second from the host, every block repeated).
 //! [`FrameWriter::finish`] writes the last picture if it was not written yet.
 
 use std::fs::OpenOptions;
@@ -64,6 +66,7 @@ impl FrameWriter {
             .name("sealdesk-frames".into())
             .spawn(move || {
                 let mut last_write: Option<Instant> = None;
+                let mut last_picture: Option<Picture> = None;
                 loop {
                     let (index, picture, done) = {
                         let (lock, cv) = &*s;
@@ -98,6 +101,15 @@ impl FrameWriter {
                             }
                         }
                     }
+                    if last_picture.as_ref().is_some_and(|l| {
+                        (l.width, l.height) == (picture.width, picture.height)
+                            && l.bgra == picture.bgra
+                    }) {
+                        if done {
+                            return;
+                        }
+                        continue;
+                    }
                     let path = dir.join(format!("frame-{index:06}.png"));
                     match write_png(&path, &picture) {
                         Ok(()) => written(Written {
@@ -109,6 +121,7 @@ impl FrameWriter {
                         Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot write a frame"),
                     }
                     last_write = Some(Instant::now());
+                    last_picture = Some(picture);
                     if done {
                         return;
                     }

@@ -353,8 +353,11 @@ pub(crate) fn connect_dirs(
     }
 }
 
-/// The newest frame the viewer wrote once the picture stopped changing.
+/// The newest frame the viewer wrote once the picture stopped changing: no new frame for
+/// 1.5 s, or a new one within 50 dB of the one before. (A still screen still gets a frame a
+/// second from the host, and VP9's cyclic refresh goes on sharpening a few blocks in it.)
 pub(crate) fn settled_frame(viewer: &mut Proc) -> PathBuf {
+    let path_of = |line: &str| PathBuf::from(line.rsplit(' ').next().unwrap());
     let mut last = String::new();
     let mut since = Instant::now();
     let deadline = Instant::now() + WAIT;
@@ -366,9 +369,17 @@ pub(crate) fn settled_frame(viewer: &mut Proc) -> PathBuf {
             .find(|l| l.starts_with("frame "))
             .unwrap_or_default();
         if newest != last {
+            if !last.is_empty() && since.elapsed() > Duration::from_millis(500) {
+                let read = |l: &str| sealdesk_viewer::headless::read_png_rgb(&path_of(l));
+                if let (Ok(a), Ok(b)) = (read(&last), read(&newest)) {
+                    if (a.0, a.1) == (b.0, b.1) && psnr(&a.2, &b.2) >= 50.0 {
+                        return path_of(&newest);
+                    }
+                }
+            }
             (last, since) = (newest, Instant::now());
         } else if !last.is_empty() && since.elapsed() > Duration::from_millis(1500) {
-            return PathBuf::from(last.rsplit(' ').next().unwrap());
+            return path_of(&last);
         }
         assert!(Instant::now() < deadline, "{}", viewer.output());
         std::thread::sleep(Duration::from_millis(20));
