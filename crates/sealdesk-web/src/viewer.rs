@@ -149,12 +149,6 @@ impl Step {
     }
 }
 
-/// A relay credential from the signaling server.
-#[derive(Debug, Clone)]
-struct Relay {
-    servers: IceServer,
-}
-
 /// The browser viewer's state machine. See the module documentation.
 pub struct WebViewer {
     identity: IdentityKey,
@@ -167,8 +161,8 @@ pub struct WebViewer {
     attempts: ViewerAttempts<Elapsed>,
     pins: Vec<PinnedHost>,
     next_send_id: u64,
-    relay: Option<Relay>,
-    relay_asked: bool,
+    /// The relay credential the server issued for the current attempt.
+    relay: Option<IceServer>,
     /// The page's offer, when it was ready before the host accepted (it is made while the
     /// handshake runs, so candidates are gathered by then).
     offer: Option<String>,
@@ -242,7 +236,6 @@ impl WebViewer {
             pins,
             next_send_id: 1,
             relay: None,
-            relay_asked: false,
             offer: None,
             answer_timeout: config
                 .timeout_secs
@@ -274,7 +267,6 @@ impl WebViewer {
         match input {
             Input::ServerOpen => {
                 self.conn = Some(ClientConn::new(self.identity.public(), self.origin.clone()));
-                self.relay_asked = false;
             }
             Input::Server { text } => self.on_server_text(&text),
             Input::ServerClosed { code, reason } => self.on_server_closed(code, &reason),
@@ -399,12 +391,10 @@ impl WebViewer {
                     .into_iter()
                     .filter(|u| u.starts_with("turn:") || u.starts_with("turns:"))
                     .collect();
-                self.relay = (!urls.is_empty()).then_some(Relay {
-                    servers: IceServer {
-                        urls,
-                        username,
-                        credential: password,
-                    },
+                self.relay = (!urls.is_empty()).then_some(IceServer {
+                    urls,
+                    username,
+                    credential: password,
                 });
                 self.relay_answered();
             }
@@ -554,7 +544,6 @@ impl WebViewer {
     fn begin(&mut self, attempt: Attempt, start: Start) {
         if attempt.purpose == Purpose::Session {
             self.relay = None;
-            self.relay_asked = true;
             self.out.push_back(Output::Send {
                 text: ClientMessage::Relay {}.encode(),
             });
@@ -568,11 +557,8 @@ impl WebViewer {
         }
     }
 
+    /// The server answered the relay request (or will not): the waiting attempt goes on.
     fn relay_answered(&mut self) {
-        if !self.relay_asked {
-            return;
-        }
-        self.relay_asked = false;
         if let Phase::AwaitRelay { .. } = self.phase {
             if let Phase::AwaitRelay { attempt, start, .. } =
                 std::mem::replace(&mut self.phase, Phase::Idle)
@@ -597,7 +583,7 @@ impl WebViewer {
         if attempt.purpose == Purpose::Session {
             // The page makes its RTCPeerConnection and gathers candidates while the handshake
             // runs (as the native viewer does); the offer is sealed only once the host accepts.
-            let ice_servers = self.relay.iter().map(|r| r.servers.clone()).collect();
+            let ice_servers = self.relay.iter().cloned().collect();
             self.out.push_back(Output::CreateOffer {
                 ice_servers,
                 relay_only: attempt.relay_only,
@@ -1173,7 +1159,6 @@ impl WebViewer {
             Phase::AwaitRelay { .. } => {
                 // No answer about the relay: go on without one.
                 self.relay = None;
-                self.relay_asked = true;
                 self.relay_answered();
             }
             Phase::AwaitA2 { .. } | Phase::AwaitB2 { .. } => {
